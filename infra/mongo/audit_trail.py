@@ -1,0 +1,315 @@
+"""The compliance trail in MongoDB: append-only, hash-chained per log partition.
+
+The trail's collection is versioned like a read model (registry name ``audit``, collection
+``rm_audit_g<N>``) so that it can be rebuilt from the log and swapped in. The application
+only ever inserts into it; ``verify_trail`` recomputes every chain and cross-checks each
+record against the log record at its offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from domain.envelope import EventEnvelope, Rejection
+from infra.kafka.log_reader import Decoder, LogEntry, LogReader, decode_event_record, decode_rejection_record
+from infra.mongo.documents import Positions, ProjectionRegistry, collection_for
+from infra.settings import Settings
+from projections.audit import (
+    AuditRecord,
+    ChainBreak,
+    ChainChecker,
+    ChainHead,
+    chain_name,
+    check_against_log,
+    extend_chain,
+    item_id,
+    split_chain,
+)
+
+log = logging.getLogger(__name__)
+
+MongoDoc = dict[str, Any]
+AUDIT = "audit"
+LogItem = EventEnvelope | Rejection
+_APPEND_ATTEMPTS = 5
+
+
+class AuditTrail:
+    """Appends records to the trail; ``collection`` fixes the collection (a rebuild's target),
+    otherwise the registry's live collection for ``audit`` is used at each append."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[MongoDoc],
+        *,
+        collection: str | None = None,
+        registry: ProjectionRegistry | None = None,
+    ) -> None:
+        self._db = db
+        self._fixed = collection
+        self._registry = registry or ProjectionRegistry(db)
+
+    async def collection(self) -> AsyncCollection[MongoDoc]:
+        name = self._fixed or await self._registry.live_collection(AUDIT)
+        return self._db[name]
+
+    async def ensure_indexes(self) -> None:
+        await ensure_trail_indexes(await self.collection())
+
+    async def head(self, chain: str, coll: AsyncCollection[MongoDoc] | None = None) -> ChainHead:
+        coll = coll if coll is not None else await self.collection()
+        doc = await coll.find_one({"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)])
+        return ChainHead(int(doc["seq"]), str(doc["hash"])) if doc else ChainHead()
+
+    async def positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Per partition, the offset after the last recorded log record (0: nothing yet)."""
+        coll = await self.collection()
+        out: dict[int, int] = {}
+        for p in partitions:
+            doc = await coll.find_one(
+                {"chain": chain_name(topic, p)}, {"log_offset": 1}, sort=[("seq", DESCENDING)]
+            )
+            out[p] = int(doc["log_offset"]) + 1 if doc else 0
+        return out
+
+    async def append(self, topic: str, records: Sequence[tuple[int, int, LogItem]]) -> int:
+        """Record (partition, offset, event or rejection) entries of ``topic``, in log order.
+
+        Idempotent: an id already in the trail (a redelivery, or a repeated copy in the log) is
+        skipped. Each chain's head is loaded once per batch. If another writer appended to the
+        same chain meanwhile (a rebuild catching up), the batch is recomputed from the new heads.
+        Returns the number of records inserted.
+        """
+        if not records:
+            return 0
+        coll = await self.collection()
+        for attempt in range(_APPEND_ATTEMPTS):
+            try:
+                return await self._append_once(coll, topic, records)
+            except (BulkWriteError, DuplicateKeyError) as exc:
+                if not _only_duplicates(exc) or attempt == _APPEND_ATTEMPTS - 1:
+                    raise
+                log.info("audit chain moved under a concurrent writer; recomputing the batch")
+        raise AssertionError("unreachable")
+
+    async def _append_once(
+        self, coll: AsyncCollection[MongoDoc], topic: str, records: Sequence[tuple[int, int, LogItem]]
+    ) -> int:
+        by_partition: dict[int, list[tuple[int, LogItem]]] = {}
+        for partition, offset, item in records:
+            by_partition.setdefault(partition, []).append((offset, item))
+        ids = list({item_id(item) for _, _, item in records})
+        known: set[str] = set()
+        async for doc in coll.find({"_id": {"$in": ids}}, {"_id": 1}):
+            known.add(str(doc["_id"]))
+        docs: list[MongoDoc] = []
+        for partition, items in by_partition.items():
+            chain = chain_name(topic, partition)
+            if all(item_id(item) in known for _, item in items):
+                continue
+            head = await self.head(chain, coll)
+            new = extend_chain(items, topic=topic, partition=partition, head=head, known_ids=known)
+            docs.extend(record.to_doc() for record in new)
+        if docs:
+            await coll.insert_many(docs, ordered=True)
+        if self._fixed is None:
+            # How far each chain has got: lets verification tell a truncated chain from a
+            # chain that has not reached the log tail yet. Written after the records.
+            reached: dict[int, int] = {}
+            for partition, offset, _ in records:
+                reached[partition] = max(reached.get(partition, 0), offset + 1)
+            await Positions(self._db).save(AUDIT, topic, reached)
+        return len(docs)
+
+
+async def ensure_trail_indexes(coll: AsyncCollection[MongoDoc]) -> None:
+    await coll.create_indexes(
+        [
+            IndexModel([("chain", ASCENDING), ("seq", ASCENDING)], unique=True, name="chain_seq"),
+            IndexModel([("actor_id", ASCENDING), ("occurred_at", ASCENDING)], name="actor_time"),
+            IndexModel([("subject", ASCENDING), ("occurred_at", ASCENDING)], name="subject_time"),
+            IndexModel([("occurred_at", ASCENDING)], name="time"),
+        ]
+    )
+
+
+def _only_duplicates(exc: BulkWriteError | DuplicateKeyError) -> bool:
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    errors = exc.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == 11000 for e in errors)
+
+
+async def live_trail_collection(db: AsyncDatabase[MongoDoc]) -> str:
+    """The trail's live collection name, without creating a registry entry."""
+    entry = await ProjectionRegistry(db).entry(AUDIT)
+    return str(entry["collection"]) if entry else collection_for(AUDIT, 1)
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    chains: int = 0
+    pending: int = 0
+    collection: str = ""
+    first_break: ChainBreak | None = None
+    chains_seen: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+    def summary(self) -> str:
+        if self.first_break is not None:
+            return f"audit trail broken: {self.first_break.describe()}"
+        return (
+            f"audit trail verified: {self.records} records in {self.chains} chains, "
+            f"{self.pending} log records pending"
+        )
+
+
+async def verify_trail(
+    settings: Settings,
+    db: AsyncDatabase[MongoDoc],
+    *,
+    collection: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = 2000,
+) -> VerifyReport:
+    """Recompute every chain in seq order and cross-check it against the log.
+
+    Streams both sides (a cursor over the chain, the log partition read alongside), so
+    memory does not grow with the trail. Stops at the first break.
+    """
+    live = await live_trail_collection(db)
+    name = collection or live
+    coll = db[name]
+    report = VerifyReport(collection=name)
+    expected_chains: set[str] = set()
+    topics = [
+        (settings.events_topic, decode_event_record),
+        (settings.rejections_topic, decode_rejection_record),
+    ]
+    for topic, decode in topics:
+        reached = await Positions(db).load(AUDIT, topic) if name == live else {}
+        async with LogReader(settings, topic, batch_size=batch_size) as reader:
+            snapshot = dict(reader.end_offsets)
+            for p in reader.partitions:
+                chain = chain_name(topic, p)
+                expected_chains.add(chain)
+                found = await _verify_chain(
+                    coll,
+                    reader,
+                    decode,
+                    chain,
+                    p,
+                    min(snapshot.get(p, 0), reached.get(p, 0)),
+                    snapshot,
+                    report,
+                    progress,
+                )
+                if found is not None:
+                    report.first_break = found
+                    return report
+    # Records in chains that no log partition has: forged.
+    async for doc in await coll.aggregate(
+        [
+            {"$match": {"chain": {"$nin": sorted(expected_chains)}}},
+            {"$sort": {"chain": 1, "seq": 1}},
+            {"$limit": 1},
+        ]
+    ):
+        record = AuditRecord.from_doc(doc)
+        report.first_break = ChainBreak(
+            record.chain, record.seq, record._id, "inserted record", "no such log partition"
+        )
+    return report
+
+
+async def _verify_chain(
+    coll: AsyncCollection[MongoDoc],
+    reader: LogReader,
+    decode: Decoder[LogItem],
+    chain: str,
+    partition: int,
+    reached: int,
+    snapshot: dict[int, int],
+    report: VerifyReport,
+    progress: Callable[[int], None] | None,
+) -> ChainBreak | None:
+    checker = ChainChecker(chain)
+    end = snapshot.get(partition, 0)
+    log_entries = _entries(reader, decode, partition, end)
+    async with contextlib.aclosing(log_entries):
+        current: LogEntry[LogItem] | None = await anext(log_entries, None)
+        cursor = coll.find({"chain": chain}).sort("seq", ASCENDING).batch_size(2000)
+        async for doc in cursor:
+            record = AuditRecord.from_doc(doc)
+            found = checker.check(record)
+            if found is not None:
+                return found
+            # Log records before this one's offset have no record: each must be a repeated copy.
+            while current is not None and current.offset < record.log_offset:
+                missing = await _unrecorded(coll, chain, current)
+                if missing is not None:
+                    return ChainBreak(chain, record.seq, record._id, "missing record", missing)
+                current = await anext(log_entries, None)
+            at_offset = current.value if current is not None and current.offset == record.log_offset else None
+            found = check_against_log(record, at_offset)
+            if found is not None:
+                return found
+            current = await anext(log_entries, None) if at_offset is not None else current
+            report.records += 1
+            if progress is not None and report.records % 10_000 == 0:
+                progress(report.records)
+        # Up to where the trail is known to have reached, every log record needs a record.
+        while current is not None and current.offset < reached:
+            missing = await _unrecorded(coll, chain, current)
+            if missing is not None:
+                return ChainBreak(
+                    chain,
+                    checker.head.seq + 1,
+                    None,
+                    "missing record",
+                    f"{missing} (the trail had reached offset {reached})",
+                )
+            current = await anext(log_entries, None)
+        if checker.count:
+            report.chains += 1
+            report.chains_seen.append(chain)
+        # The log tail after the last record: not yet reached by the trail (pending).
+        report.pending += max(0, end - (checker.last_offset + 1))
+    return None
+
+
+async def _entries(
+    reader: LogReader, decode: Decoder[LogItem], partition: int, end: int
+) -> AsyncGenerator[LogEntry[LogItem]]:
+    batches: AsyncIterator[list[LogEntry[LogItem]]] = reader.batches(
+        decode, start={partition: 0}, end={partition: end}, partitions=[partition]
+    )
+    async for batch in batches:
+        for entry in batch:
+            yield entry
+
+
+async def _unrecorded(coll: AsyncCollection[MongoDoc], chain: str, entry: LogEntry[LogItem]) -> str | None:
+    """None when the log entry is a repeated copy of one recorded earlier in the chain."""
+    ident = item_id(entry.value)
+    doc = await coll.find_one({"_id": ident}, {"chain": 1, "log_offset": 1})
+    if doc is not None and doc.get("chain") == chain and int(doc.get("log_offset", -1)) < entry.offset:
+        return None
+    topic, partition = split_chain(chain)
+    return f"log record {topic}:{partition}@{entry.offset} ({ident}) has no trail record"

@@ -1,0 +1,146 @@
+"""MongoDB adapter for document projections: generations, positions, batched idempotent writes.
+
+Each projection's documents live in a versioned collection (``rm_<name>_g<N>``); the
+``projection_registry`` collection names the live one. A rebuild fills generation N+1 and
+swaps the registry entry in one write, so readers move over atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from domain.envelope import EventEnvelope
+from projections.base import DocumentProjection, Folded, OnEvent, fold, ids_touched
+
+MongoDoc = dict[str, Any]
+REGISTRY = "projection_registry"
+POSITIONS = "projection_positions"
+
+
+def collection_for(name: str, generation: int) -> str:
+    return f"rm_{name}_g{generation}"
+
+
+class ProjectionRegistry:
+    """Which collection generation is live for each projection (cached briefly for readers)."""
+
+    def __init__(self, db: AsyncDatabase[MongoDoc], cache_seconds: float = 1.0) -> None:
+        self._db = db
+        self._cache: dict[str, tuple[float, str]] = {}
+        self._ttl = cache_seconds
+
+    async def entry(self, name: str) -> MongoDoc | None:
+        return await self._db[REGISTRY].find_one({"_id": name})
+
+    async def live_collection(self, name: str) -> str:
+        hit = self._cache.get(name)
+        now = time.monotonic()
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        entry = await self.entry(name)
+        if entry is None:
+            # First use: generation 1. upsert with $setOnInsert keeps a concurrent writer's choice.
+            await self._db[REGISTRY].update_one(
+                {"_id": name},
+                {"$setOnInsert": {"collection": collection_for(name, 1), "generation": 1, "since": _now()}},
+                upsert=True,
+            )
+            entry = await self.entry(name)
+            assert entry is not None
+        coll = str(entry["collection"])
+        self._cache[name] = (now, coll)
+        return coll
+
+    async def swap(self, name: str, collection: str, generation: int) -> str | None:
+        """Point the projection at a new collection; returns the previous collection name."""
+        before = await self._db[REGISTRY].find_one_and_update(
+            {"_id": name},
+            {"$set": {"collection": collection, "generation": generation, "since": _now()}},
+            upsert=True,
+        )
+        self._cache.pop(name, None)
+        return str(before["collection"]) if before else None
+
+
+class Positions:
+    """Per projection and partition, the next log offset to apply (for status, lag and rebuild)."""
+
+    def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
+        self._coll = db[POSITIONS]
+
+    async def save(self, name: str, topic: str, offsets: dict[int, int]) -> None:
+        if not offsets:
+            return
+        ops = [
+            ReplaceOne(
+                {"_id": f"{name}:{topic}:{partition}"},
+                {
+                    "name": name,
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "updated_at": _now(),
+                },
+                upsert=True,
+            )
+            for partition, offset in offsets.items()
+        ]
+        await self._coll.bulk_write(ops, ordered=False)
+
+    async def load(self, name: str, topic: str) -> dict[int, int]:
+        out: dict[int, int] = {}
+        async for doc in self._coll.find({"name": name, "topic": topic}):
+            out[int(doc["partition"])] = int(doc["offset"])
+        return out
+
+    async def reset(self, name: str) -> None:
+        await self._coll.delete_many({"name": name})
+
+
+class DocumentStore:
+    """Applies batches of events to one collection through a pure projection."""
+
+    def __init__(self, collection: AsyncCollection[MongoDoc], projection: DocumentProjection) -> None:
+        self.collection = collection
+        self.projection = projection
+
+    async def ensure_indexes(self) -> None:
+        models = [
+            IndexModel(list(spec.keys), unique=spec.unique, **({"name": spec.name} if spec.name else {}))
+            for spec in self.projection.indexes
+        ]
+        if models:
+            await self.collection.create_indexes(models)
+
+    async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
+        ids = ids_touched(self.projection, events)
+        current: dict[str, MongoDoc | None] = dict.fromkeys(ids)
+        if ids:
+            async for doc in self.collection.find({"_id": {"$in": ids}}):
+                current[str(doc["_id"])] = doc
+        folded = fold(self.projection, current, events, on_event)
+        ops: list[ReplaceOne[MongoDoc] | DeleteOne] = []
+        for doc_id in folded.changed:
+            doc = folded.docs[doc_id]
+            if doc is None:
+                ops.append(DeleteOne({"_id": doc_id}))
+            else:
+                ops.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
+        if ops:
+            await self.collection.bulk_write(ops, ordered=False)
+        return folded
+
+
+async def ensure_registry_indexes(db: AsyncDatabase[MongoDoc]) -> None:
+    await db[POSITIONS].create_index([("name", ASCENDING), ("topic", ASCENDING), ("partition", ASCENDING)])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

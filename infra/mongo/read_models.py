@@ -1,0 +1,163 @@
+"""Queries the gateway serves from the MongoDB read models (never from the log).
+
+Collections are resolved through the :class:`ProjectionRegistry`, so a rebuilt generation is
+picked up as soon as it is swapped in. Documents leave this module without their storage
+fields (``_id``, ``_sv``, ``_stream``) and never with a password hash, except through
+:meth:`ReadModels.credentials`, which exists for login only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from infra.mongo.documents import ProjectionRegistry
+
+MongoDoc = dict[str, Any]
+
+USERS = "users"
+CONVERSATIONS = "conversations"
+MESSAGES = "messages"
+
+_HIDDEN = frozenset({"_id", "_sv", "_stream", "password_hash"})
+CONVERSATION_FIELDS = ("conversation_id", "kind", "title", "participant_ids", "last_message", "version")
+MESSAGE_FIELDS = ("message_id", "seq", "sender_id", "body", "sent_at", "edited_at", "deleted", "reactions")
+
+
+def public(doc: MongoDoc) -> MongoDoc:
+    """A read-model document without storage fields and secrets."""
+    return {k: v for k, v in doc.items() if k not in _HIDDEN}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user_id: str
+    username: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[MongoDoc]
+    has_more: bool
+
+
+class ReadModels:
+    def __init__(self, db: AsyncDatabase[MongoDoc], registry: ProjectionRegistry | None = None) -> None:
+        self._db = db
+        self._registry = registry or ProjectionRegistry(db)
+
+    async def _coll(self, name: str) -> AsyncCollection[MongoDoc]:
+        return self._db[await self._registry.live_collection(name)]
+
+    # Users ------------------------------------------------------------------------------
+    async def credentials(self, username_normalised: str) -> Credentials | None:
+        doc = await (await self._coll(USERS)).find_one(
+            {"username_normalised": username_normalised},
+            projection={"user_id": 1, "username": 1, "password_hash": 1},
+        )
+        if doc is None:
+            return None
+        return Credentials(str(doc["user_id"]), str(doc["username"]), str(doc["password_hash"]))
+
+    async def user(self, user_id: str) -> MongoDoc | None:
+        doc = await (await self._coll(USERS)).find_one({"_id": user_id}, projection={"password_hash": 0})
+        return None if doc is None else public(doc)
+
+    async def user_exists(self, user_id: str) -> bool:
+        return await (await self._coll(USERS)).find_one({"_id": user_id}, projection={"_id": 1}) is not None
+
+    async def missing_users(self, user_ids: Iterable[str]) -> list[str]:
+        """Those of ``user_ids`` that are not registered users (in first-seen order)."""
+        wanted = list(dict.fromkeys(user_ids))
+        if not wanted:
+            return []
+        found: set[str] = set()
+        async for doc in (await self._coll(USERS)).find({"_id": {"$in": wanted}}, projection={"_id": 1}):
+            found.add(str(doc["_id"]))
+        return [u for u in wanted if u not in found]
+
+    # Conversations ----------------------------------------------------------------------
+    async def conversation(self, conversation_id: str) -> MongoDoc | None:
+        return await (await self._coll(CONVERSATIONS)).find_one({"_id": conversation_id})
+
+    async def conversation_of_participant(self, conversation_id: str, user_id: str) -> MongoDoc | None:
+        """The conversation if ``user_id`` is a current participant, else None (no existence leak)."""
+        return await (await self._coll(CONVERSATIONS)).find_one(
+            {"_id": conversation_id, "participant_ids": user_id}
+        )
+
+    async def list_conversations(self, user_id: str, limit: int, before: str | None) -> list[MongoDoc]:
+        """The caller's conversations, newest activity first, each with its unread count."""
+        query: MongoDoc = {"participant_ids": user_id}
+        if before is not None:
+            query["last_activity_at"] = {"$lt": before}
+        conversations = await self._coll(CONVERSATIONS)
+        docs = (
+            await conversations.find(query)
+            .sort([("last_activity_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+            .to_list()
+        )
+        messages = await self._coll(MESSAGES)
+        counts = await asyncio.gather(*(self._unread(messages, doc, user_id) for doc in docs))
+        return [
+            {**{f: doc.get(f) for f in CONVERSATION_FIELDS}, "unread_count": count}
+            for doc, count in zip(docs, counts, strict=True)
+        ]
+
+    @staticmethod
+    async def _unread(messages: AsyncCollection[MongoDoc], doc: MongoDoc, user_id: str) -> int:
+        marker = int((doc.get("read_markers") or {}).get(user_id, 0))
+        if int(doc.get("last_seq") or 0) <= marker:
+            return 0
+        return await messages.count_documents(
+            {
+                "conversation_id": doc["conversation_id"],
+                "seq": {"$gt": marker},
+                "sender_id": {"$ne": user_id},
+                "deleted": False,
+            }
+        )
+
+    # Messages ---------------------------------------------------------------------------
+    async def history(self, conversation_id: str, before_seq: int | None, limit: int) -> HistoryPage:
+        query: MongoDoc = {"conversation_id": conversation_id}
+        if before_seq is not None:
+            query["seq"] = {"$lt": before_seq}
+        docs = (
+            await (await self._coll(MESSAGES)).find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
+        )
+        page = [{f: doc.get(f) for f in MESSAGE_FIELDS} for doc in docs[:limit]]
+        return HistoryPage(messages=page, has_more=len(docs) > limit)
+
+    async def message_exists(self, message_id: str) -> bool:
+        return (
+            await (await self._coll(MESSAGES)).find_one({"_id": message_id}, projection={"_id": 1})
+            is not None
+        )
+
+    # Read-your-writes -------------------------------------------------------------------
+    async def conversation_caught_up(self, conversation_id: str, version: int) -> bool:
+        doc = await (await self._coll(CONVERSATIONS)).find_one(
+            {"_id": conversation_id, "version": {"$gte": version}}, projection={"_id": 1}
+        )
+        return doc is not None
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float) -> bool:
+    """Poll ``check`` until it holds or ``timeout_s`` passes; True if it held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await check():
+            return True
+        if time.monotonic() + interval_s > deadline:
+            return False
+        await asyncio.sleep(interval_s)

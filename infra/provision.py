@@ -1,0 +1,126 @@
+"""Idempotent creation of everything the platform expects to exist: topics, bucket, indexes.
+
+Run by `parley up` before the worker and gateway start, and safe to run again at any time.
+Topics are created explicitly with their partition counts before anything else touches them:
+Tansu (and Kafka with auto-create on) would otherwise create them on the first metadata
+request with a default count, and a Faust changelog whose partition count differs from its
+source topic crashes the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import urllib3
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from minio import Minio
+from minio.error import S3Error
+
+from infra.mongo.client import mongo_client, mongo_db
+from infra.mongo.indexes import ensure_indexes
+from infra.settings import Settings
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+FAUST_TABLES = ("aggregates", "messages", "outcomes")
+
+
+class ProvisionError(Exception):
+    """Something the platform needs could not be created, or exists in an incompatible shape."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_plan(settings: Settings) -> list[TopicSpec]:
+    """Every topic the platform uses, with its partition count."""
+    n = settings.partitions
+    return [
+        TopicSpec(settings.commands_topic, n),
+        # The system of record: never expire events.
+        TopicSpec(settings.events_topic, n, {"retention.ms": "-1"}),
+        TopicSpec(settings.rejections_topic, n),
+        TopicSpec(settings.replies_topic, settings.replies_partitions),
+        TopicSpec(settings.dead_letter_topic, 1, {"retention.ms": "-1"}),
+        *(
+            TopicSpec(settings.table_changelog_topic(table), n, {"cleanup.policy": "compact"})
+            for table in FAUST_TABLES
+        ),
+    ]
+
+
+def s3_client(settings: Settings, timeout_s: float = 10.0) -> Any:
+    """A MinIO client for settings.s3_endpoint, with bounded timeouts (minio's default waits minutes)."""
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
+    return Minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        http_client=http,
+    )
+
+
+async def ensure_topics(settings: Settings) -> None:
+    plan = topic_plan(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="parley-provision")
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(t.name, t.partitions, settings.replication_factor, topic_configs=dict(t.config))
+                for t in plan
+            ]
+        )
+        for entry in response.topic_errors:
+            name, code = entry[0], entry[1]
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                message = entry[2] if len(entry) > 2 else ""
+                raise ProvisionError(f"creating topic {name} failed: error {code} {message or ''}".strip())
+        # Only now describe them: describing a missing topic would auto-create it with the default count.
+        described = await admin.describe_topics([t.name for t in plan])
+        actual = {d["topic"]: len(d["partitions"]) for d in described}
+        for t in plan:
+            if actual.get(t.name) != t.partitions:
+                raise ProvisionError(
+                    f"topic {t.name} has {actual.get(t.name)} partitions, expected {t.partitions} "
+                    "(created earlier with another count; recreate it or change the settings)"
+                )
+    finally:
+        await admin.close()
+
+
+def ensure_bucket(settings: Settings, bucket: str) -> None:
+    """Create the bucket unless it exists (blocking: call through asyncio.to_thread)."""
+    client = s3_client(settings)
+    if client.bucket_exists(bucket):
+        return
+    try:
+        client.make_bucket(bucket, location=settings.s3_region)
+    except S3Error as e:
+        if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+
+
+async def ensure_mongo(settings: Settings) -> None:
+    client = mongo_client(settings, timeout_ms=10_000)
+    try:
+        await ensure_indexes(mongo_db(client, settings))
+    finally:
+        await client.close()
+
+
+async def provision(settings: Settings) -> None:
+    """Create the topics, the media bucket and the Mongo indexes; a no-op when all exist."""
+    await ensure_topics(settings)
+    await asyncio.to_thread(ensure_bucket, settings, settings.media_bucket)
+    await ensure_mongo(settings)

@@ -1,0 +1,454 @@
+"""Rebuilding a projection from the log while the platform keeps serving the old copy.
+
+1. take the projection's rebuild lock; drop leftovers of interrupted runs (every generation
+   but the live one), create ``rm_<name>_g<N+1>``;
+2. fold the log from offset 0 up to the end offsets snapshotted at start, in large batches
+   (one ``find`` and one bulk write per batch; reading the next batch overlaps the write);
+3. catch up to the current end offsets, create the indexes, swap the registry entry (one
+   write: readers move over atomically);
+4. wait a little longer than the registry's cache time (the live agent may still have
+   written a few events to the old collection) and catch up once more from the rebuild's
+   positions; save the positions, drop the old collection.
+
+Until step 3 the registry still names the old collection, so an interrupted run (Ctrl-C,
+kill) leaves the live projection untouched, and the next run starts clean.
+The audit trail rebuilds the same way into a new trail collection; its chains are
+deterministic, so the new trail is identical to the one built live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from domain.envelope import EventEnvelope, Rejection
+from domain.upcasting import upcast
+from infra.kafka.log_reader import LogEntry, LogReader, Record, decode_event_record, decode_rejection_record
+from infra.mongo.audit_trail import AUDIT, AuditTrail, ensure_trail_indexes
+from infra.mongo.client import mongo_client, mongo_db
+from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for
+from infra.settings import Settings
+from projections.base import DocumentProjection
+
+log = logging.getLogger("parley.rebuild")
+
+MongoDoc = dict[str, Any]
+T = TypeVar("T")
+
+LOCKS = "projection_rebuilds"
+LOCK_LEASE_S = 30.0
+LOCK_HEARTBEAT_S = 5.0
+# A little more than ProjectionRegistry's cache time: after it, no reader still uses the old collection.
+SWAP_SETTLE_S = 1.5
+
+
+class UnknownProjection(ValueError):
+    def __init__(self, name: str, valid: list[str]) -> None:
+        super().__init__(f"unknown projection {name!r} (valid: {', '.join(valid)})")
+        self.name = name
+        self.valid = valid
+
+
+class RebuildBusy(RuntimeError):
+    """Another rebuild of the same projection holds its lock."""
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    name: str
+    phase: str  # "rebuild", "catch-up", "final catch-up"
+    done: int  # log records read so far (all phases)
+    total: int  # records in the snapshot taken at start
+    elapsed_s: float
+
+
+@dataclass
+class RebuildReport:
+    name: str
+    collection: str
+    generation: int
+    previous: str | None
+    records: int = 0  # log records read
+    applied: int = 0  # events that changed the projection (records appended, for audit)
+    seconds: float = 0.0
+    positions: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+Progress = Callable[[RebuildProgress], None]
+
+
+def document_projections() -> dict[str, DocumentProjection]:
+    from projections.catalog import DOCUMENT_PROJECTIONS
+
+    return dict(DOCUMENT_PROJECTIONS)
+
+
+def projection_names() -> list[str]:
+    """Every projection a rebuild accepts: the document projections and ``audit``."""
+    return [*sorted(document_projections()), AUDIT]
+
+
+async def rebuild_projection(
+    settings: Settings,
+    name: str,
+    progress: Progress | None = None,
+    batch_size: int = 2000,
+    *,
+    projections: Mapping[str, DocumentProjection] | None = None,
+    settle_s: float = SWAP_SETTLE_S,
+) -> RebuildReport:
+    """Rebuild projection ``name`` from the log and swap it in; see the module docstring.
+
+    ``projections`` overrides the catalogue (tests). Raises UnknownProjection, RebuildBusy,
+    LogUnavailable (Kafka) and PyMongo's errors (MongoDB).
+    """
+    catalogue = dict(projections) if projections is not None else document_projections()
+    if name != AUDIT and name not in catalogue:
+        raise UnknownProjection(name, [*sorted(catalogue), AUDIT])
+    client = mongo_client(settings)
+    try:
+        db = mongo_db(client, settings)
+        async with _rebuild_lock(db, name):
+            run = _Rebuild(settings, db, name, progress, batch_size, settle_s)
+            if name == AUDIT:
+                return await run.audit()
+            return await run.documents(catalogue[name])
+    finally:
+        await client.close()
+
+
+async def rebuild_missing(
+    settings: Settings,
+    progress: Progress | None = None,
+    *,
+    projections: Mapping[str, DocumentProjection] | None = None,
+) -> list[str]:
+    """Rebuild every projection whose live collection is missing or empty while the log holds
+    events it would apply (a store that was dropped); returns the names rebuilt.
+
+    An empty collection counts as missing because provisioning recreates the live collections
+    (with their indexes) before this runs.
+    """
+    catalogue = dict(projections) if projections is not None else document_projections()
+    client = mongo_client(settings)
+    try:
+        db = mongo_db(client, settings)
+        registry = ProjectionRegistry(db)
+        empty: list[str] = []
+        for name in [*sorted(catalogue), AUDIT]:
+            entry = await registry.entry(name)
+            coll = str(entry["collection"]) if entry else collection_for(name, 1)
+            if await db[coll].find_one({}, {"_id": 1}) is None:
+                empty.append(name)
+    finally:
+        await client.close()
+    rebuilt: list[str] = []
+    for name in empty:
+        if not await _log_has_work(settings, name, catalogue.get(name)):
+            continue
+        log.info("projection %s has no documents but the log has events for it: rebuilding", name)
+        report = await rebuild_projection(settings, name, progress or _log_progress(), projections=catalogue)
+        log.info(
+            "rebuilt %s into %s: %d records in %.1fs", name, report.collection, report.records, report.seconds
+        )
+        rebuilt.append(name)
+    return rebuilt
+
+
+async def _log_has_work(settings: Settings, name: str, projection: DocumentProjection | None) -> bool:
+    if projection is None:  # the audit trail records everything on either topic
+        for topic in (settings.events_topic, settings.rejections_topic):
+            async with LogReader(settings, topic) as reader:
+                if reader.total > 0:
+                    return True
+        return False
+    async with LogReader(settings, settings.events_topic) as reader:
+        async for batch in reader.batches(decode_upcast_event):
+            if any(projection.doc_ids(entry.value) for entry in batch):
+                return True
+    return False
+
+
+def _log_progress() -> Progress:
+    last = [0.0]
+
+    def report(p: RebuildProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 5.0:
+            last[0] = now
+            log.info("rebuilding %s: %s %d/%d records", p.name, p.phase, p.done, p.total)
+
+    return report
+
+
+def decode_upcast_event(record: Record) -> EventEnvelope | None:
+    """As the live agent reads events: decoded and upcast; a record it would park is skipped."""
+    event = decode_event_record(record)
+    if event is None:
+        return None
+    try:
+        return upcast(event)
+    except ValueError:
+        log.warning("skipping event %s: cannot upcast it", event.event_id)
+        return None
+
+
+class _Rebuild:
+    def __init__(
+        self,
+        settings: Settings,
+        db: AsyncDatabase[MongoDoc],
+        name: str,
+        progress: Progress | None,
+        batch_size: int,
+        settle_s: float,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.name = name
+        self.progress = progress
+        self.batch_size = batch_size
+        self.settle_s = settle_s
+        self.registry = ProjectionRegistry(db)
+        self.started = time.monotonic()
+        self.done = 0
+        self.total = 0
+        self.applied = 0
+
+    async def _prepare(self) -> tuple[str, int]:
+        """Drop leftovers of interrupted runs and create the next generation's collection."""
+        entry = await self.registry.entry(self.name)
+        live = str(entry["collection"]) if entry else None
+        generation = (int(entry["generation"]) if entry else 1) + 1
+        pattern = re.compile(rf"^rm_{re.escape(self.name)}_g\d+$")
+        for coll in await self.db.list_collection_names():
+            if not pattern.match(coll) or coll == live:
+                continue
+            if entry is None and coll == collection_for(self.name, 1):
+                continue  # the implicit first generation, which the live agent may be writing
+            log.info("dropping %s (left over by an interrupted rebuild)", coll)
+            await self.db.drop_collection(coll)
+        target = collection_for(self.name, generation)
+        await self.db.create_collection(target)
+        return target, generation
+
+    def _tick(self, phase: str) -> None:
+        if self.progress is not None:
+            self.progress(
+                RebuildProgress(self.name, phase, self.done, self.total, time.monotonic() - self.started)
+            )
+
+    async def _fold(
+        self,
+        reader: LogReader,
+        decode: Callable[[Record], T | None],
+        apply: Callable[[list[LogEntry[T]]], Coroutine[Any, Any, int]],
+        phase: str,
+        start: Mapping[int, int] | None,
+        end: Mapping[int, int] | None,
+    ) -> None:
+        """Apply the log from ``start`` to ``end`` in batches; reading and decoding the next
+        batch overlaps the previous batch's write (the writes themselves stay in order)."""
+        pending: asyncio.Task[int] | None = None
+        try:
+            async for batch in _raw_and_decoded(reader, decode, start, end, self):
+                if pending is not None:
+                    self.applied += await pending
+                    self._tick(phase)
+                pending = asyncio.create_task(apply(batch)) if batch else None
+            if pending is not None:
+                self.applied += await pending
+                pending = None
+            self._tick(phase)
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+    async def documents(self, projection: DocumentProjection) -> RebuildReport:
+        topic = self.settings.events_topic
+        target, generation = await self._prepare()
+        store = DocumentStore(self.db[target], projection)
+
+        async def apply(batch: list[LogEntry[EventEnvelope]]) -> int:
+            folded = await store.apply([entry.value for entry in batch])
+            return len(folded.applied)
+
+        async with LogReader(self.settings, topic, batch_size=self.batch_size) as reader:
+            self.total = reader.total
+            self._tick("rebuild")
+            await self._fold(reader, decode_upcast_event, apply, "rebuild", None, None)
+            positions = dict(reader.positions)
+            await reader.refresh_end_offsets()
+            await self._fold(reader, decode_upcast_event, apply, "catch-up", positions, None)
+            positions.update(reader.positions)
+            await store.ensure_indexes()
+            previous = await self.registry.swap(self.name, target, generation)
+            await asyncio.sleep(self.settle_s)
+            await reader.refresh_end_offsets()
+            await self._fold(reader, decode_upcast_event, apply, "final catch-up", positions, None)
+            positions.update(reader.positions)
+        await Positions(self.db).save(self.name, topic, positions)
+        if previous and previous != target:
+            await self.db.drop_collection(previous)
+        return self._report(target, generation, previous, {topic: positions})
+
+    async def audit(self) -> RebuildReport:
+        target, generation = await self._prepare()
+        await ensure_trail_indexes(self.db[target])  # the chain head lookups need (chain, seq)
+        trail = AuditTrail(self.db, collection=target, registry=self.registry)
+        topics: list[tuple[str, Callable[[Record], EventEnvelope | Rejection | None]]] = [
+            (self.settings.events_topic, decode_event_record),
+            (self.settings.rejections_topic, decode_rejection_record),
+        ]
+        readers: dict[str, LogReader] = {}
+        positions: dict[str, dict[int, int]] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for topic, _ in topics:
+                readers[topic] = await stack.enter_async_context(
+                    LogReader(self.settings, topic, batch_size=self.batch_size)
+                )
+            self.total = sum(r.total for r in readers.values())
+            self._tick("rebuild")
+
+            def appender(topic: str) -> Callable[[list[LogEntry[Any]]], Coroutine[Any, Any, int]]:
+                async def append(batch: list[LogEntry[Any]]) -> int:
+                    return await trail.append(topic, [(e.partition, e.offset, e.value) for e in batch])
+
+                return append
+
+            for phase in ("rebuild", "catch-up"):
+                for topic, decode in topics:
+                    reader = readers[topic]
+                    if phase != "rebuild":
+                        await reader.refresh_end_offsets()
+                    await self._fold(reader, decode, appender(topic), phase, positions.get(topic), None)
+                    positions[topic] = {**positions.get(topic, {}), **reader.positions}
+            previous = await self.registry.swap(self.name, target, generation)
+            await asyncio.sleep(self.settle_s)
+            for topic, decode in topics:
+                reader = readers[topic]
+                await reader.refresh_end_offsets()
+                await self._fold(reader, decode, appender(topic), "final catch-up", positions[topic], None)
+                positions[topic] = {**positions[topic], **reader.positions}
+        for topic, offsets in positions.items():
+            await Positions(self.db).save(self.name, topic, offsets)
+        if previous and previous != target:
+            await self.db.drop_collection(previous)
+        return self._report(target, generation, previous, positions)
+
+    def _report(
+        self, target: str, generation: int, previous: str | None, positions: dict[str, dict[int, int]]
+    ) -> RebuildReport:
+        return RebuildReport(
+            name=self.name,
+            collection=target,
+            generation=generation,
+            previous=previous,
+            records=self.done,
+            applied=self.applied,
+            seconds=time.monotonic() - self.started,
+            positions=positions,
+        )
+
+
+async def _raw_and_decoded(
+    reader: LogReader,
+    decode: Callable[[Record], T | None],
+    start: Mapping[int, int] | None,
+    end: Mapping[int, int] | None,
+    run: _Rebuild,
+) -> AsyncIterator[list[LogEntry[T]]]:
+    """Decoded batches, counting every record read (decoded or not) for the progress bar."""
+    async for records in reader.raw_batches(start, end):
+        run.done += len(records)
+        out: list[LogEntry[T]] = []
+        for record in records:
+            value = decode(record)
+            if value is not None:
+                out.append(LogEntry(record.partition, record.offset, value))
+        yield out
+
+
+# --- the rebuild lock -------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _rebuild_lock(db: AsyncDatabase[MongoDoc], name: str) -> AsyncIterator[None]:
+    """One rebuild per projection at a time: a lease renewed while the rebuild runs. A lock
+    left by a killed run is taken over once its lease expires, or at once when its process
+    (on this host) is gone."""
+    locks = db[LOCKS]
+    host, pid = socket.gethostname(), os.getpid()
+    token = f"{host}:{pid}:{uuid.uuid4()}"
+    mine = {"_id": name, "owner": token, "host": host, "pid": pid}
+    now = datetime.now(UTC)
+    try:
+        await locks.insert_one({**mine, "heartbeat": now})
+    except DuplicateKeyError:
+        held = await locks.find_one({"_id": name})
+        if held is not None:
+            beat = held.get("heartbeat")
+            expired = isinstance(beat, datetime) and _aware(beat) < now - timedelta(seconds=LOCK_LEASE_S)
+            dead = held.get("host") == host and not _pid_alive(int(held.get("pid", 0)))
+            if not (expired or dead):
+                raise RebuildBusy(
+                    f"a rebuild of {name} is already running (host {held.get('host')}, pid {held.get('pid')})"
+                ) from None
+            taken = await locks.replace_one(
+                {"_id": name, "owner": held.get("owner")}, {**mine, "heartbeat": now}
+            )
+            if taken.matched_count != 1:
+                raise RebuildBusy(f"a rebuild of {name} has just started elsewhere") from None
+        else:
+            await locks.insert_one({**mine, "heartbeat": now})
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(LOCK_HEARTBEAT_S)
+            with contextlib.suppress(Exception):
+                await locks.update_one(
+                    {"_id": name, "owner": token}, {"$set": {"heartbeat": datetime.now(UTC)}}
+                )
+
+    beat_task = asyncio.create_task(heartbeat())
+    try:
+        yield
+    finally:
+        beat_task.cancel()
+        with contextlib.suppress(BaseException):
+            await beat_task
+        with contextlib.suppress(Exception):
+            await asyncio.shield(locks.delete_one({"_id": name, "owner": token}))
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt

@@ -1,0 +1,119 @@
+"""The one settings class: read once from the environment (prefix ``PARLEY_``), passed down.
+
+Every URL left empty means "local": ``parley up`` starts that server itself under the data
+dir and fills the URL in for the processes it spawns. A URL that is set names an external
+server, and nothing local is started for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "minioadmin"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    environment: Literal["local", "production"] = "local"
+    data_dir: Path = Path(".parley")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    instance_id: str = ""  # gateway / worker identity; generated when empty
+
+    # External servers (empty: started locally by `parley up`).
+    kafka_bootstrap: str = ""  # host:port[,host:port]
+    mongo_url: str = ""
+    mongo_db: str = "parley"
+    redis_url: str = ""
+    elasticsearch_url: str = ""
+    s3_endpoint: str = ""  # host:port
+    s3_access_key: str = "parley-local"
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    media_bucket: str = "parley-media"
+
+    # Kafka layout: commands and events are partitioned by aggregate (stream) id.
+    topic_prefix: str = "parley"
+    partitions: int = Field(default=4, ge=1, le=256)
+    replies_partitions: int = Field(default=1, ge=1, le=64)
+    replication_factor: int = Field(default=1, ge=1, le=5)
+    kafka_session_timeout_s: float = 10.0
+    kafka_heartbeat_s: float = 2.0
+    # How long a consumer's fetch may wait for data. Real Kafka answers as soon as data arrives
+    # (500 is fine there); the local broker holds an empty fetch for the whole wait.
+    kafka_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
+
+    # Worker
+    worker_id: str = "parley-worker"  # the Faust app id, i.e. the consumer group
+    table_store: str = "rocksdb://"  # "memory://" keeps worker tables in RAM only
+
+    # Security
+    jwt_secret: str = ""  # local mode: generated once and kept in the data dir
+    jwt_algorithm: str = "HS256"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+
+    # Gateway behaviour
+    command_timeout_s: float = 10.0
+    query_timeout_s: float = 5.0
+    cors_origins: list[str] = Field(default_factory=list)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _reject_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            for name in ("jwt_secret", "s3_secret_key"):
+                if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16:
+                    raise ValueError(
+                        f"PARLEY_{name.upper()} must be a real secret (>= 16 chars) in production"
+                    )
+            for name in ("kafka_bootstrap", "mongo_url", "redis_url", "elasticsearch_url", "s3_endpoint"):
+                if not getattr(self, name):
+                    raise ValueError(f"PARLEY_{name.upper()} must be set in production")
+        return self
+
+    # Topic names ---------------------------------------------------------------
+    @property
+    def commands_topic(self) -> str:
+        return f"{self.topic_prefix}.commands"
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def rejections_topic(self) -> str:
+        return f"{self.topic_prefix}.rejections"
+
+    @property
+    def replies_topic(self) -> str:
+        return f"{self.topic_prefix}.replies"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic_prefix}.dead-letter"
+
+    def table_changelog_topic(self, table: str) -> str:
+        return f"{self.worker_id}-{table}-changelog"
+
+    @property
+    def run_file(self) -> Path:
+        """Where `parley up` writes the URLs of the servers it started (read by other CLI commands)."""
+        return self.data_dir / "run.json"
+
+    def external(self) -> dict[str, bool]:
+        return {
+            "kafka": bool(self.kafka_bootstrap),
+            "mongo": bool(self.mongo_url),
+            "redis": bool(self.redis_url),
+            "elasticsearch": bool(self.elasticsearch_url),
+            "s3": bool(self.s3_endpoint),
+        }

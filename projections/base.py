@@ -1,0 +1,103 @@
+"""Pure document projections: ``apply(view, event) -> view``.
+
+A document projection says which documents an event touches and how each changes. The
+framework (``fold``) adds idempotency: every document belongs to one stream and records the
+stream version last applied to it (``_sv``), so an event delivered twice, or an older event
+delivered after a newer one, changes nothing. The same fold serves the live agent (a few
+events at a time) and a rebuild (the whole log), which is what makes rebuild == incremental.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from domain.envelope import EventEnvelope
+
+Doc = dict[str, Any]
+
+VERSION_FIELD = "_sv"
+STREAM_FIELD = "_stream"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A MongoDB index, described without importing the driver."""
+
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+    name: str | None = None
+
+
+class DocumentProjection(Protocol):
+    """One read model: documents keyed by id, each owned by one event stream."""
+
+    name: str
+    indexes: tuple[IndexSpec, ...]
+
+    def doc_ids(self, event: EventEnvelope) -> list[str]:
+        """The ids of the documents this event changes (empty: the projection ignores it)."""
+        ...
+
+    def apply(self, doc: Doc | None, doc_id: str, event: EventEnvelope) -> Doc | None:
+        """The document after the event (``None``: the document does not exist / is removed)."""
+        ...
+
+
+@dataclass
+class Folded:
+    """Documents after a fold, plus which ids changed and which events were new."""
+
+    docs: dict[str, Doc | None]
+    changed: set[str] = field(default_factory=set)
+    applied: list[EventEnvelope] = field(default_factory=list)
+
+
+def is_applied(doc: Doc | None, event: EventEnvelope) -> bool:
+    return doc is not None and doc.get(STREAM_FIELD) == event.stream_id and int(
+        doc.get(VERSION_FIELD, 0)
+    ) >= event.stream_version
+
+
+OnEvent = Callable[[EventEnvelope, Mapping[str, "Doc | None"]], None]
+
+
+def fold(
+    projection: DocumentProjection,
+    docs: Mapping[str, Doc | None],
+    events: Iterable[EventEnvelope],
+    on_event: OnEvent | None = None,
+) -> Folded:
+    """Apply events in order to the given documents (which must include every id they touch).
+
+    ``on_event`` sees the documents right after each newly applied event (pushes use it to
+    address the participants of that moment, not of the end of the batch).
+    """
+    out = Folded(docs=dict(docs))
+    for event in events:
+        touched = False
+        for doc_id in projection.doc_ids(event):
+            current = out.docs.get(doc_id)
+            if is_applied(current, event):
+                continue
+            new = projection.apply(current, doc_id, event)
+            if new is not None:
+                new = {**new, "_id": doc_id, STREAM_FIELD: event.stream_id, VERSION_FIELD: event.stream_version}
+            if new != current:
+                out.docs[doc_id] = new
+                out.changed.add(doc_id)
+            touched = True
+        if touched:
+            out.applied.append(event)
+            if on_event is not None:
+                on_event(event, out.docs)
+    return out
+
+
+def ids_touched(projection: DocumentProjection, events: Iterable[EventEnvelope]) -> list[str]:
+    seen: dict[str, None] = {}
+    for event in events:
+        for doc_id in projection.doc_ids(event):
+            seen.setdefault(doc_id, None)
+    return list(seen)

@@ -1,0 +1,61 @@
+"""The messages read model: one document per message, behind `message:history`.
+
+A deleted message keeps its place (its seq) with ``deleted: true`` and no body.
+"""
+
+from __future__ import annotations
+
+from domain.envelope import EventEnvelope
+from projections.base import Doc, IndexSpec
+
+MESSAGE_EVENTS = frozenset({"MessageSent", "MessageEdited", "MessageDeleted", "ReactionChanged"})
+
+
+class MessagesProjection:
+    name = "messages"
+    indexes = (
+        IndexSpec((("conversation_id", 1), ("seq", -1)), unique=True, name="by_conversation_seq"),
+        IndexSpec((("sender_id", 1), ("sent_at", -1)), name="by_sender"),
+    )
+
+    def doc_ids(self, event: EventEnvelope) -> list[str]:
+        if event.type in MESSAGE_EVENTS:
+            return [str(event.payload["message_id"])]
+        return []
+
+    def apply(self, doc: Doc | None, doc_id: str, event: EventEnvelope) -> Doc | None:
+        p = event.payload
+        if event.type == "MessageSent":
+            return {
+                "message_id": doc_id,
+                "conversation_id": p["conversation_id"],
+                "seq": p["seq"],
+                "sender_id": p["sender_id"],
+                "body": p["body"],
+                "format": p.get("format", "plain"),
+                "sent_at": p["sent_at"],
+                "edited_at": None,
+                "deleted": False,
+                "reactions": {},
+            }
+        if doc is None:
+            return None
+        if event.type == "MessageEdited":
+            if doc["deleted"]:
+                return doc
+            return {**doc, "body": p["body"], "edited_at": p["edited_at"]}
+        if event.type == "MessageDeleted":
+            return {**doc, "body": None, "deleted": True, "reactions": {}}
+        if event.type == "ReactionChanged":
+            reactions = {k: list(v) for k, v in doc["reactions"].items()}
+            users = set(reactions.get(p["emoji"], []))
+            if p["on"]:
+                users.add(p["user_id"])
+            else:
+                users.discard(p["user_id"])
+            if users:
+                reactions[p["emoji"]] = sorted(users)
+            else:
+                reactions.pop(p["emoji"], None)
+            return {**doc, "reactions": reactions}
+        return doc

@@ -1,0 +1,197 @@
+"""The Faust app: topics, tables and agents. Thin: decode, call the pure code, write, commit.
+
+- ``decide`` consumes the commands topic (key = aggregate id). Being the only consumer of a
+  partition, it is the single writer of every aggregate in it; its tables are partitioned
+  the same way (their changelog topics have the commands topic's partition count).
+- ``project`` consumes the events topic and feeds ``ProjectionRuntime`` in batches.
+- ``trail_rejections`` consumes refused commands for the compliance trail.
+
+Processing guarantee is at-least-once (never exactly-once): every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+
+from commands.handler import Stores, apply_result, handle
+from domain.envelope import CommandEnvelope, Outcome
+from infra.kafka.codec import decode_command, encode_event, encode_outcome, encode_rejection
+from infra.settings import Settings
+from streams.kafka_tuning import tuned_app
+from streams.runtime import DeadLetters, ProjectionRuntime, Record, bind_log_context
+
+log = logging.getLogger("parley.worker")
+
+TABLES = ("aggregates", "messages", "outcomes")
+
+
+class TableKV:
+    """A Faust table as the handler's key-value port."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self._table.get(key)
+        return dict(value) if value is not None else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._table[key] = value
+
+
+@dataclass
+class WorkerServices:
+    projections: ProjectionRuntime
+    dead_letters: DeadLetters
+    heartbeat: Callable[[], Awaitable[None]]
+
+
+class TopicDeadLetters:
+    """Parks records in the dead-letter topic with where they came from and why."""
+
+    def __init__(self, topic: Any) -> None:
+        self._topic = topic
+
+    async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None:
+        headers = [
+            ("source_topic", source_topic.encode()),
+            ("source_partition", str(partition).encode()),
+            ("source_offset", str(offset).encode()),
+            ("reason", reason[:1000].encode()),
+        ]
+        await (await self._topic.send(key=source_topic.encode(), value=value, headers=headers))
+
+
+ServiceFactory = Callable[[faust.App, DeadLetters], Awaitable[WorkerServices]]
+
+
+def create_app(settings: Settings, worker_dir: str, build_services: ServiceFactory) -> faust.App:
+    """Build the Faust app. Services (clients) are built lazily inside the worker's event loop."""
+    brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",") if h.strip()]
+    app = tuned_app(
+        settings.kafka_fetch_wait_ms,
+        settings.worker_id,
+        broker=brokers,
+        store=settings.table_store,
+        datadir=worker_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_s,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+    )
+    holder: dict[str, WorkerServices] = {}
+    lock = asyncio.Lock()
+
+    commands_topic = app.topic(
+        settings.commands_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw",
+        partitions=settings.partitions,
+    )
+    events_topic = app.topic(
+        settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw",
+        partitions=settings.partitions,
+    )
+    rejections_topic = app.topic(
+        settings.rejections_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
+        key_serializer="raw", partitions=settings.partitions,
+    )
+    replies_topic = app.topic(
+        settings.replies_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw",
+        partitions=settings.replies_partitions,
+    )
+    dead_letter_topic = app.topic(
+        settings.dead_letter_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
+        key_serializer="raw", partitions=1,
+    )
+
+    async def services() -> WorkerServices:
+        if "s" not in holder:
+            async with lock:
+                if "s" not in holder:
+                    holder["s"] = await build_services(app, TopicDeadLetters(dead_letter_topic))
+        return holder["s"]
+
+    tables = {
+        name: app.Table(name, default=None, partitions=settings.partitions, key_type=str, value_type=None)
+        for name in TABLES
+    }
+    stores = Stores(
+        aggregates=TableKV(tables["aggregates"]),
+        messages=TableKV(tables["messages"]),
+        outcomes=TableKV(tables["outcomes"]),
+    )
+
+    async def decide_one(raw: bytes) -> None:
+        try:
+            command = decode_command(raw)
+        except Exception as exc:
+            log.error("undecodable command parked in the dead-letter topic: %s", exc)
+            await (await services()).dead_letters.park(settings.commands_topic, -1, -1, raw, repr(exc))
+            return
+        bind_log_context(command.correlation_id, command.type)
+        result = handle(command, stores)
+        for event in result.events:
+            key, value, headers = encode_event(event)
+            # Wait for the broker: state is saved only once its events are in the log.
+            fut = await events_topic.send(key=key, value=value, headers=headers)
+            await fut
+        if result.rejection is not None:
+            key, value, headers = encode_rejection(result.rejection)
+            await (await rejections_topic.send(key=key, value=value, headers=headers))
+        apply_result(command, result, stores)
+        await _reply(command, result.outcome)
+        log.info(
+            "decided %s: %s",
+            command.type,
+            "ok" if result.outcome.ok else result.outcome.error_code,
+            extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
+        )
+
+    async def _reply(command: CommandEnvelope, outcome: Outcome) -> None:
+        if not command.reply_to:
+            return
+        key, value, headers = encode_outcome(outcome)
+        await replies_topic.send(key=key, value=value, headers=headers)
+
+    @app.agent(commands_topic, name="decide")
+    async def decide(stream: StreamT[bytes]) -> None:
+        event: EventT[bytes]
+        async for event in stream.events():
+            await decide_one(event.value)
+
+    @app.agent(events_topic, name="project")
+    async def project(stream: StreamT[bytes]) -> None:
+        async for batch in stream.take_events(500, within=0.05):
+            records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
+            await (await services()).projections.events_batch(records)
+
+    @app.agent(rejections_topic, name="trail-rejections")
+    async def trail_rejections(stream: StreamT[bytes]) -> None:
+        async for batch in stream.take_events(500, within=0.2):
+            records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
+            await (await services()).projections.rejections_batch(records)
+
+    @app.timer(interval=5.0)
+    async def heartbeat() -> None:
+        # Ready = a consumer assignment exists, no rebalance is under way and tables are recovered.
+        recovery = getattr(app.tables, "recovery", None)
+        recovered = recovery is None or recovery.completed.is_set()
+        if not app.rebalancing and recovered and app.consumer.assignment():
+            await (await services()).heartbeat()
+
+    return app
