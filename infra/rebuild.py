@@ -452,3 +452,92 @@ async def _rebuild_lock(db: AsyncDatabase[MongoDoc], name: str) -> AsyncIterator
 
 def _aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    topic: str
+    partition: int
+    position: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.position)
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    collection: str
+    generation: int
+    documents: int
+    partitions: list[PartitionStatus]
+
+    @property
+    def position(self) -> int:
+        """The sum over partitions of the next offset to apply."""
+        return sum(p.position for p in self.partitions)
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "collection": self.collection,
+            "generation": self.generation,
+            "documents": self.documents,
+            "position": self.position,
+            "lag": self.lag,
+            "partitions": [
+                {
+                    "topic": p.topic,
+                    "partition": p.partition,
+                    "position": p.position,
+                    "end": p.end,
+                    "lag": p.lag,
+                }
+                for p in self.partitions
+            ],
+        }
+
+
+async def projection_status(
+    settings: Settings, *, projections: Mapping[str, DocumentProjection] | None = None
+) -> list[ProjectionStatus]:
+    """Each projection's live collection, position and lag behind the log's end offsets."""
+    from infra.kafka.offsets import log_end_offsets
+
+    catalogue = dict(projections) if projections is not None else document_projections()
+    events, rejections = settings.events_topic, settings.rejections_topic
+    ends = await log_end_offsets(settings, [events, rejections])
+    client = mongo_client(settings)
+    try:
+        db = mongo_db(client, settings)
+        registry = ProjectionRegistry(db)
+        saved = Positions(db)
+        out: list[ProjectionStatus] = []
+        for name in [*sorted(catalogue), AUDIT]:
+            entry = await registry.entry(name)
+            coll = str(entry["collection"]) if entry else collection_for(name, 1)
+            generation = int(entry["generation"]) if entry else 1
+            topics = [events] if name != AUDIT else [events, rejections]
+            parts: list[PartitionStatus] = []
+            for topic in topics:
+                positions = await saved.load(name, topic)
+                if name == AUDIT:
+                    trail = AuditTrail(db, collection=coll)
+                    reached = await trail.positions(topic, sorted(ends.get(topic, {})))
+                    positions = {p: max(positions.get(p, 0), reached.get(p, 0)) for p in ends.get(topic, {})}
+                for p, end in sorted(ends.get(topic, {}).items()):
+                    parts.append(PartitionStatus(topic, p, positions.get(p, 0), end))
+            documents = await db[coll].estimated_document_count()
+            out.append(ProjectionStatus(name, coll, generation, documents, parts))
+        return out
+    finally:
+        await client.close()

@@ -19,6 +19,7 @@ Doc = dict[str, Any]
 
 VERSION_FIELD = "_sv"
 STREAM_FIELD = "_stream"
+CORRELATION_FIELD = "_cid"  # the correlation id of the last event applied: traces a view back to a request
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,13 @@ def fold(
                 continue
             new = projection.apply(current, doc_id, event)
             if new is not None:
-                new = {**new, "_id": doc_id, STREAM_FIELD: event.stream_id, VERSION_FIELD: event.stream_version}
+                new = {
+                    **new,
+                    "_id": doc_id,
+                    STREAM_FIELD: event.stream_id,
+                    VERSION_FIELD: event.stream_version,
+                    CORRELATION_FIELD: event.correlation_id,
+                }
             if new != current:
                 out.docs[doc_id] = new
                 out.changed.add(doc_id)

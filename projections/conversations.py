@@ -11,8 +11,8 @@ CONVERSATION_PREFIX = "conversation:"
 
 
 class ConversationsProjection:
-    name = "conversations"
-    indexes = (
+    name: str = "conversations"
+    indexes: tuple[IndexSpec, ...] = (
         IndexSpec((("participant_ids", 1), ("last_activity_at", -1)), name="by_participant_activity"),
         IndexSpec((("kind", 1),), name="by_kind"),
     )

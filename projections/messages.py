@@ -12,8 +12,8 @@ MESSAGE_EVENTS = frozenset({"MessageSent", "MessageEdited", "MessageDeleted", "R
 
 
 class MessagesProjection:
-    name = "messages"
-    indexes = (
+    name: str = "messages"
+    indexes: tuple[IndexSpec, ...] = (
         IndexSpec((("conversation_id", 1), ("seq", -1)), unique=True, name="by_conversation_seq"),
         IndexSpec((("sender_id", 1), ("sent_at", -1)), name="by_sender"),
     )

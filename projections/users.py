@@ -7,8 +7,8 @@ from projections.base import Doc, IndexSpec
 
 
 class UsersProjection:
-    name = "users"
-    indexes = (IndexSpec((("username_normalised", 1),), unique=True, name="by_username"),)
+    name: str = "users"
+    indexes: tuple[IndexSpec, ...] = (IndexSpec((("username_normalised", 1),), unique=True, name="by_username"),)
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         if event.type == "UserRegistered":

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -176,17 +176,16 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
 
     @app.agent(events_topic, name="project")
     async def project(stream: StreamT[bytes]) -> None:
-        async for batch in stream.take_events(500, within=0.05):
+        async for batch in cast(Any, stream).take_events(500, within=0.05):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
             await (await services()).projections.events_batch(records)
 
     @app.agent(rejections_topic, name="trail-rejections")
     async def trail_rejections(stream: StreamT[bytes]) -> None:
-        async for batch in stream.take_events(500, within=0.2):
+        async for batch in cast(Any, stream).take_events(500, within=0.2):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
             await (await services()).projections.rejections_batch(records)
 
-    @app.timer(interval=5.0)
     async def heartbeat() -> None:
         # Ready = a consumer assignment exists, no rebalance is under way and tables are recovered.
         recovery = getattr(app.tables, "recovery", None)
@@ -194,4 +193,5 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         if not app.rebalancing and recovered and app.consumer.assignment():
             await (await services()).heartbeat()
 
+    app.timer(interval=5.0)(heartbeat)
     return app

@@ -15,20 +15,20 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
 def tuned_app(fetch_wait_ms: int, *args: Any, **kwargs: Any) -> faust.App:
-    class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_wait_ms
             return consumer
 
-    class TunedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+    class TunedConsumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> Any:
             return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    class TunedTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+    class TunedTransport(faust_aiokafka.Transport):
         Consumer = TunedConsumer
 
-    class TunedApp(faust.App):  # type: ignore[misc]
+    class TunedApp(faust.App):
         def _new_transport(self) -> Any:
             return TunedTransport(self.conf.broker_consumer, self)
 

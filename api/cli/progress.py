@@ -8,6 +8,7 @@ exit status (2: bad input, 1: a server unavailable or the check failed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -126,7 +127,8 @@ def load_cli_settings(data_dir: Any, *, kafka: bool = True, mongo: bool = True) 
     ]
     if missing:
         raise CliError(
-            "no servers configured: pass --data-dir DIR of a running `parley up`, or set " + " and ".join(missing),
+            "no servers configured: pass --data-dir DIR of a running `parley up`, or set "
+            + " and ".join(missing),
             2,
         )
     return settings
@@ -150,17 +152,17 @@ def describe_failure(exc: BaseException, settings: Settings | None = None) -> Cl
     return CliError(f"internal error: {type(exc).__name__}: {_first_line(str(exc))}", 1)
 
 
-def run_command(prog: str, main: Callable[[], Coroutine[Any, Any, int]], settings: Settings | None = None) -> int:
+def run_command(
+    prog: str, main: Callable[[], Coroutine[Any, Any, int]], settings: Settings | None = None
+) -> int:
     """Run an async command; SIGTERM cancels it like Ctrl-C so that its cleanup runs."""
 
     async def guarded() -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         if task is not None:
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGTERM, task.cancel)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
         return await main()
 
     try:
@@ -186,11 +188,13 @@ def fail(prog: str, message: str, status: int) -> int:
 
 def _first_line(text: str, limit: int = 300) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
+    line = line.split(", Timeout:")[0].split(" (configured timeouts")[0]  # PyMongo's long tails
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _mongo_host(url: str) -> str:
+    """host:port of a MongoDB URL, without credentials."""
     try:
-        return urlsplit(url).hostname and urlsplit(url).netloc.rpartition("@")[2] or url
+        return urlsplit(url).netloc.rpartition("@")[2] or "the configured URL"
     except ValueError:
-        return "its URL"
+        return "the configured URL"

@@ -114,6 +114,9 @@ class _Platform:
             t0 = time.monotonic()
             await self.supervisor.stop_all()
             remove_run_info(self.data_dir)
+            for child in self.supervisor.children:
+                if child.killed:
+                    _say(f"{child.name} did not stop in time: killed")
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         if code == 0:

@@ -46,5 +46,6 @@ class CorrelationMiddleware:
             template = str(getattr(route, "path", "unmatched"))
             method = str(scope.get("method", "GET"))
             self.metrics.http_requests.labels(method=method, route=template, status=str(status)).inc()
-            self.metrics.http_latency.labels(method=method, route=template).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.http_latency.labels(method=method, route=template).observe(elapsed)
             correlation_id_var.reset(token)

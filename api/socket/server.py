@@ -5,7 +5,7 @@ from __future__ import annotations
 import socketio
 
 from api.http.services import GatewayServices
-from api.socket import connection, conversations, messages, typing, unknown
+from api.socket import connection, conversations, messages, typing_indicator, unknown
 from api.socket.commands import CommandHandlers
 from api.socket.events import EventRunner
 from api.socket.rooms import socket_channel
@@ -25,6 +25,6 @@ def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
     connection.register(sio, services)
     conversations.register(runner, commands, services)
     messages.register(runner, commands, services)
-    typing.register(runner, services)
+    typing_indicator.register(runner, services)
     unknown.register(sio, runner)
     return sio

@@ -128,7 +128,7 @@ class CommandBus:
         return self._producer is not None
 
     # Commands ---------------------------------------------------------------------------
-    async def execute(self, envelope: CommandEnvelope, timeout: float) -> Outcome:
+    async def execute(self, envelope: CommandEnvelope, timeout: float) -> Outcome:  # noqa: ASYNC109
         """Publish the command and await its outcome; :class:`Unavailable` after ``timeout``."""
         producer = self._producer
         if producer is None:
@@ -164,8 +164,8 @@ class CommandBus:
             async with asyncio.timeout(self._rejection_timeout_s):
                 await producer.send_and_wait(self._settings.rejections_topic, value, key=key, headers=headers)
         except (TimeoutError, KafkaError) as exc:
-            log.warning("rejection not recorded: %s", exc,
-                        extra={"command_id": rejection.command_id, "correlation_id": rejection.correlation_id})
+            extra = {"command_id": rejection.command_id, "correlation_id": rejection.correlation_id}
+            log.warning("rejection not recorded: %s", exc, extra=extra)
 
     async def publish_rejection(
         self,

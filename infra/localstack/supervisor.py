@@ -75,6 +75,7 @@ class Child:
     log_path: Path
     log_start: int  # byte offset where this run's output begins
     stopping: bool = False
+    killed: bool = False  # needed SIGKILL after the grace period
     # Turns this run's log into the few lines worth showing (default: the last lines).
     summarize: Callable[[str], str] | None = None
 
@@ -117,6 +118,7 @@ class Child:
         self.signal(signal.SIGTERM)
         code = await self.wait_exit(grace_s)
         if code is None:
+            self.killed = True
             self.signal(signal.SIGKILL)
             code = await self.wait_exit(60.0)
         return code if code is not None else self.proc.wait()

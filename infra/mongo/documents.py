@@ -128,11 +128,11 @@ class DocumentStore:
         folded = fold(self.projection, current, events, on_event)
         ops: list[ReplaceOne[MongoDoc] | DeleteOne] = []
         for doc_id in folded.changed:
-            doc = folded.docs[doc_id]
-            if doc is None:
+            new = folded.docs[doc_id]
+            if new is None:
                 ops.append(DeleteOne({"_id": doc_id}))
             else:
-                ops.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
+                ops.append(ReplaceOne({"_id": doc_id}, new, upsert=True))
         if ops:
             await self.collection.bulk_write(ops, ordered=False)
         return folded

@@ -27,7 +27,9 @@ from tests.unit.domain.harness import Result, Stream, command
 ALICE, BOB, CAROL, DAVE, EVE = (f"user-{name}" for name in ("alice", "bob", "carol", "dave", "eve"))
 
 
-def run(stream: Stream, type_: str, actor: str | None, *, expected_version: int | None = None, **payload: Any) -> Result:
+def run(
+    stream: Stream, type_: str, actor: str | None, *, expected_version: int | None = None, **payload: Any
+) -> Result:
     if type_ != "conversation:create":
         payload.setdefault("conversation_id", conversation_id_of(stream.stream_id))
     return stream.run(command(type_, actor, stream.stream_id, payload, expected_version=expected_version))
@@ -46,7 +48,9 @@ def refused(result: Result, code: str) -> None:
 
 def new_group(*others: str, title: str = "Team") -> Stream:
     stream = Stream(conversation_stream_id(str(uuid.uuid4())))
-    result = run(stream, "conversation:create", ALICE, kind="group", participant_ids=list(others or (BOB, CAROL)), title=title)
+    result = run(
+        stream, "conversation:create", ALICE, kind="group", participant_ids=list(others or (BOB, CAROL)), title=title
+    )
     assert result.ok, result
     return stream
 
@@ -518,7 +522,11 @@ def test_read_marker_moves_forward_only_and_is_clamped() -> None:
         send(stream, ALICE)
     result = run(stream, "message:read", BOB, seq=2)
     assert types(result) == ["ReadMarkerMoved"] and result.data == {"version": 5}
-    assert result.events[0].payload == {"conversation_id": conversation_id_of(stream.stream_id), "user_id": BOB, "seq": 2}
+    assert result.events[0].payload == {
+        "conversation_id": conversation_id_of(stream.stream_id),
+        "user_id": BOB,
+        "seq": 2,
+    }
     back = run(stream, "message:read", BOB, seq=1)
     assert back.ok and back.events == ()
     beyond = run(stream, "message:read", BOB, seq=1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -156,9 +155,17 @@ def test_deciding_on_a_state_folded_from_the_v1_log() -> None:
         command("message:send", CAROL, stream.stream_id, {"conversation_id": CONVERSATION, "body": "after"})
     )
     assert result.data["seq"] == 4 and result.data["version"] == 12
-    assert stream.run(
-        command("message:edit", ALICE, stream.stream_id, {"conversation_id": CONVERSATION, "message_id": M1, "body": "x"})
-    ).code == "not_found"  # Alice left
+    assert (
+        stream.run(
+            command(
+                "message:edit",
+                ALICE,
+                stream.stream_id,
+                {"conversation_id": CONVERSATION, "message_id": M1, "body": "x"},
+            )
+        ).code
+        == "not_found"
+    )  # Alice left
     edit = {"conversation_id": CONVERSATION, "message_id": M3, "body": "bye!"}
     assert stream.run(command("message:edit", CAROL, stream.stream_id, edit)).ok
     assert isinstance(decider.state_from_dict(decider.state_to_dict(stream.state)), ConversationState)

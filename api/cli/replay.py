@@ -1,0 +1,172 @@
+"""`parley replay`: the event log for audit, oldest first, one JSON object per line.
+
+Reads the events topic up to its end at start (a plain consumer, no group), merges the
+partitions by (occurred_at, partition, offset), drops repeated copies of an event, upcasts
+each event to its current schema and redacts password hashes. ``--stream`` naming a stream
+with no events at all is an error (exit 1, "no events for stream X"), so that a mistyped
+id is not mistaken for an empty history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from api.cli.progress import CliError, ProgressBar, fail, load_cli_settings, run_command
+from domain.envelope import EventEnvelope, iso
+from infra.kafka.log_reader import LogEntry, LogReader, Record, StreamDedupe, decode_event_record
+from infra.settings import Settings
+
+PROG = "replay"
+REDACTED = "[redacted]"
+SECRET_FIELDS = frozenset({"password_hash"})
+
+
+def parse_time(value: str | None, flag: str) -> datetime | None:
+    """An ISO-8601 time (a date alone means its midnight); no zone means UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise CliError(
+            f"invalid {flag} {value!r}: expected an ISO-8601 time such as 2024-05-01T12:00:00Z", 2
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def redact(value: Any) -> Any:
+    """The value with every field named like a secret replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if k in SECRET_FIELDS else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def event_line(event: EventEnvelope, partition: int, offset: int) -> str:
+    doc = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "occurred_at": iso(event.occurred_at),
+        "actor_id": event.actor_id,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "payload": redact(event.payload),
+        "partition": partition,
+        "offset": offset,
+    }
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class ReplayFilter:
+    """Which events to print; remembers whether the wanted stream was seen at all."""
+
+    def __init__(
+        self,
+        stream: str | None = None,
+        user: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        self.stream = stream or None
+        self._stream_key = stream.encode() if stream else None
+        self.user = user or None
+        self.since = since
+        self.until = until
+        self.stream_seen = False
+        self._dedupe = StreamDedupe()
+
+    def decode(self, record: Record) -> EventEnvelope | None:
+        # Records are keyed by stream id: skip other streams before paying for JSON decoding.
+        if self._stream_key is not None and record.key is not None and record.key != self._stream_key:
+            return None
+        event = decode_event_record(record)
+        if event is None or not self._dedupe.is_new(event):
+            return None
+        if self.stream is not None:
+            if event.stream_id != self.stream:
+                return None
+            self.stream_seen = True
+        if self.user is not None and event.actor_id != self.user:
+            return None
+        at = event.occurred_at if event.occurred_at.tzinfo else event.occurred_at.replace(tzinfo=UTC)
+        if self.since is not None and at < self.since:
+            return None
+        if self.until is not None and at >= self.until:
+            return None
+        return event
+
+
+def _order(entry: LogEntry[EventEnvelope]) -> tuple[datetime, int, int]:
+    at = entry.value.occurred_at
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)), entry.partition, entry.offset
+
+
+def _upcast(event: EventEnvelope) -> EventEnvelope:
+    from domain.upcasting import upcast
+
+    try:
+        return upcast(event)
+    except ValueError:
+        return event  # a version this code does not know: print it as stored
+
+
+async def replay(settings: Settings, chooser: ReplayFilter, out: TextIO, err: TextIO | None = None) -> int:
+    """Write the selected events to ``out``; returns how many were written."""
+    written = 0
+    async with LogReader(settings, settings.events_topic, batch_size=2000) as reader:
+        bar = ProgressBar("replay", err) if err is not None and err.isatty() else None
+        total = reader.total
+        async for entry in reader.merged(chooser.decode, _order):
+            out.write(event_line(_upcast(entry.value), entry.partition, entry.offset) + "\n")
+            written += 1
+            if bar is not None and written % 500 == 0:
+                bar.update(sum(reader.positions.values()), total)
+        if bar is not None:
+            bar.update(sum(reader.positions.values()), total, force=True)
+            bar.finish()
+        if not reader.partitions and err is not None:
+            err.write(f"parley {PROG}: the log is empty (no topic {settings.events_topic})\n")
+    out.flush()
+    return written
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    try:
+        since = parse_time(args.since, "--since")
+        until = parse_time(args.until, "--until")
+        if since is not None and until is not None and since >= until:
+            raise CliError("--since must be before --until", 2)
+        settings = load_cli_settings(args.data_dir)
+    except CliError as exc:
+        return fail(PROG, exc.message, exc.status)
+    chooser = ReplayFilter(args.stream, args.user, since, until)
+
+    async def main() -> int:
+        try:
+            await replay(settings, chooser, sys.stdout, sys.stderr)
+        except BrokenPipeError:
+            _silence_stdout()  # `parley replay | head`: the reader left, which is not an error
+            return 0
+        if chooser.stream is not None and not chooser.stream_seen:
+            return fail(PROG, f"no events for stream {chooser.stream}", 1)
+        return 0
+
+    return run_command(PROG, main, settings)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

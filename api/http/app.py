@@ -1,0 +1,60 @@
+"""The gateway's ASGI app: FastAPI (HTTP) and python-socketio (path /socket.io) in one app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import socketio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp
+
+from api.http.middleware import CorrelationMiddleware
+from api.http.routers import auth, health
+from api.http.services import GatewayServices
+from api.socket.server import create_socket_server
+from infra.kafka.command_bus import Unavailable
+from infra.settings import Settings
+
+log = logging.getLogger("parley.gateway")
+
+SOCKETIO_PATH = "socket.io"
+
+
+def create_app(settings: Settings, services: GatewayServices | None = None) -> ASGIApp:
+    """Build the whole gateway from settings (the composition root). Nothing connects until the
+    ASGI lifespan starts; shutdown closes every client."""
+    services = services or GatewayServices.build(settings)
+    sio = create_socket_server(services)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        log.info("gateway %s started", services.instance_id)
+        try:
+            yield
+        finally:
+            await sio.shutdown()
+            await services.close()
+            log.info("gateway %s stopped", services.instance_id)
+
+    http = FastAPI(title="Parley gateway", lifespan=lifespan)
+    http.state.services = services
+    http.state.sio = sio
+    http.include_router(health.router)
+    http.include_router(auth.router)
+    http.add_middleware(CorrelationMiddleware, metrics=services.metrics)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "service unavailable, try again"}, status_code=503)
+
+    for exc_type in (Unavailable, TimeoutError, PyMongoError, RedisError):
+        http.add_exception_handler(exc_type, unavailable)
+
+    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=http, socketio_path=SOCKETIO_PATH)
+    return app

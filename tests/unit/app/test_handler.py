@@ -1,0 +1,102 @@
+"""The command handler: versions, idempotency by command_id, refusals, bounded aggregate records."""
+
+from __future__ import annotations
+
+from commands.handler import RECENT_OUTCOMES, apply_result, handle
+from domain.conversation import conversation_stream_id
+from tests.unit.app.scenario import USERS, Scenario
+
+A, B, C, _ = USERS
+
+
+def test_events_are_numbered_and_ids_derive_from_the_command() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    r = s.on(conv, "message:send", A, body="hi")
+    assert r.outcome.ok
+    (event,) = r.events
+    assert event.stream_id == conversation_stream_id(conv)
+    assert event.stream_version == 2 and r.outcome.data["version"] == 2 and r.outcome.data["seq"] == 1
+    assert event.causation_id == r.outcome.command_id
+    again = handle(s.command("x", "y", A, {}).model_copy(update={}), s.stores)  # unrelated: refused, no crash
+    assert not again.outcome.ok and again.outcome.error_code == "invalid"
+
+
+def test_same_command_id_returns_same_outcome_and_appends_nothing() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "once"})
+    first = s.run(cmd)
+    before = len(s.log)
+    second = s.run(cmd)
+    assert second.repeated and second.events == []
+    assert second.outcome.data == first.outcome.data
+    assert len(s.log) == before
+
+
+def test_redecided_command_after_lost_state_yields_identical_events() -> None:
+    """At-least-once: a crash after appending but before saving state re-decides identically."""
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "dup"})
+    first = handle(cmd, s.stores)  # events appended, then the worker dies: apply_result never ran
+    second = handle(cmd, s.stores)
+    assert [e.model_dump() for e in first.events] == [e.model_dump() for e in second.events]
+
+
+def test_refusal_is_remembered_and_changes_nothing() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), C, {"conversation_id": conv, "body": "x"})
+    r = s.run(cmd)
+    assert not r.outcome.ok and r.outcome.error_code == "not_found" and r.events == []
+    assert r.rejection is not None and r.rejection.stage == "domain" and r.rejection.actor_id == C
+    assert s.run(cmd).outcome.error_code == "not_found"
+
+
+def test_expected_version_conflict() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    stale = s.command(
+        "message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "x"}, expected_version=0
+    )
+    assert s.run(stale).outcome.error_code == "conflict"
+    fresh = s.command(
+        "message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "x"}, expected_version=1
+    )
+    assert s.run(fresh).outcome.ok
+
+
+def test_aggregate_record_stays_bounded_with_many_messages() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    for i in range(RECENT_OUTCOMES * 3):
+        assert s.on(conv, "message:send", A, body=f"m{i}").outcome.ok
+    record = s.stores.aggregates.get(conversation_stream_id(conv))
+    assert record is not None
+    assert len(record["recent"]) == RECENT_OUTCOMES
+    assert "messages" not in record["state"]
+    assert len(repr(record["state"])) < 2000
+
+
+def test_edit_uses_the_message_index() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    sent = s.on(conv, "message:send", A, body="v1")
+    mid = sent.outcome.data["message_id"]
+    assert s.on(conv, "message:edit", B, message_id=mid, body="hijack").outcome.error_code == "forbidden"
+    assert s.on(conv, "message:edit", A, message_id=mid, body="v2").outcome.ok
+    assert s.on(conv, "message:delete", A, message_id=mid).outcome.ok
+    ref = s.stores.messages.get(mid)
+    assert ref is not None and ref["deleted"] is True
+
+
+def test_apply_result_of_repeat_writes_nothing() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "x"})
+    s.run(cmd)
+    snapshot = dict(s.stores.aggregates.data)  # type: ignore[attr-defined]
+    repeat = handle(cmd, s.stores)
+    apply_result(cmd, repeat, s.stores)
+    assert s.stores.aggregates.data == snapshot  # type: ignore[attr-defined]
