@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -136,7 +136,7 @@ COMMAND_MODELS: dict[str, type[CommandPayload]] = {
 _TARGETS_MESSAGE = frozenset({"message:edit", "message:delete", "message:react"})
 
 
-def create_target_stream(actor_id: str, command_id: str, payload: dict[str, object]) -> str:
+def create_target_stream(actor_id: str, command_id: str, payload: Mapping[str, Any]) -> str:
     """The stream a `conversation:create` goes to: the pair's direct conversation, or a new group id
     derived from the command id. DomainError("invalid") if the payload cannot say."""
     create = parse_command(CreateConversation, dict(payload))
@@ -181,9 +181,6 @@ class ConversationState(BaseModel):
     @property
     def stream_id(self) -> str:
         return conversation_stream_id(self.conversation_id)
-
-    def admins(self) -> list[str]:
-        return [user for user, member in self.members.items() if member.role == "admin"]
 
 
 class MessageRef(BaseModel):

@@ -47,10 +47,7 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.rejections_topic, n),
         TopicSpec(settings.replies_topic, settings.replies_partitions),
         TopicSpec(settings.dead_letter_topic, 1, {"retention.ms": "-1"}),
-        *(
-            TopicSpec(settings.table_changelog_topic(table), n, {"cleanup.policy": "compact"})
-            for table in FAUST_TABLES
-        ),
+        *(TopicSpec(settings.table_changelog_topic(table), n, {"cleanup.policy": "compact"}) for table in FAUST_TABLES),
     ]
 
 
@@ -76,10 +73,7 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         response = await admin.create_topics(
-            [
-                NewTopic(t.name, t.partitions, settings.replication_factor, topic_configs=dict(t.config))
-                for t in plan
-            ]
+            [NewTopic(t.name, t.partitions, settings.replication_factor, topic_configs=dict(t.config)) for t in plan]
         )
         for entry in response.topic_errors:
             name, code = entry[0], entry[1]

@@ -26,13 +26,14 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.envelope import EventEnvelope, Rejection
 from domain.upcasting import upcast
@@ -41,7 +42,7 @@ from infra.mongo.audit_trail import AUDIT, AuditTrail, ensure_trail_indexes
 from infra.mongo.client import mongo_client, mongo_db
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for
 from infra.settings import Settings
-from projections.base import DocumentProjection
+from projections.base import DocumentProjection, Folded, fold, ids_touched
 
 log = logging.getLogger("parley.rebuild")
 
@@ -83,7 +84,9 @@ class RebuildReport:
     previous: str | None
     records: int = 0  # log records read
     applied: int = 0  # events that changed the projection (records appended, for audit)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run, the swap's settle wait included
+    bulk_seconds: float = 0.0  # folding the snapshot (the first phase): the throughput figure
+    bulk_records: int = 0
     positions: dict[str, dict[int, int]] = field(default_factory=dict)
 
     @property
@@ -165,9 +168,7 @@ async def rebuild_missing(
             continue
         log.info("projection %s has no documents but the log has events for it: rebuilding", name)
         report = await rebuild_projection(settings, name, progress or _log_progress(), projections=catalogue)
-        log.info(
-            "rebuilt %s into %s: %d records in %.1fs", name, report.collection, report.records, report.seconds
-        )
+        log.info("rebuilt %s into %s: %d records in %.1fs", name, report.collection, report.records, report.seconds)
         rebuilt.append(name)
     return rebuilt
 
@@ -231,6 +232,12 @@ class _Rebuild:
         self.done = 0
         self.total = 0
         self.applied = 0
+        self.bulk_seconds = 0.0
+        self.bulk_records = 0
+
+    def _bulk_done(self, since: float) -> None:
+        self.bulk_seconds += time.monotonic() - since
+        self.bulk_records = self.done
 
     async def _prepare(self) -> tuple[str, int]:
         """Drop leftovers of interrupted runs and create the next generation's collection."""
@@ -251,9 +258,7 @@ class _Rebuild:
 
     def _tick(self, phase: str) -> None:
         if self.progress is not None:
-            self.progress(
-                RebuildProgress(self.name, phase, self.done, self.total, time.monotonic() - self.started)
-            )
+            self.progress(RebuildProgress(self.name, phase, self.done, self.total, time.monotonic() - self.started))
 
     async def _fold(
         self,
@@ -264,29 +269,69 @@ class _Rebuild:
         start: Mapping[int, int] | None,
         end: Mapping[int, int] | None,
     ) -> None:
-        """Apply the log from ``start`` to ``end`` in batches; reading and decoding the next
-        batch overlaps the previous batch's write (the writes themselves stay in order)."""
-        pending: asyncio.Task[int] | None = None
+        """Apply the log from ``start`` to ``end`` in batches of one partition each.
+
+        Streams (and so documents and audit chains) never span partitions: each partition
+        gets a writer task applying its batches in order, and the writers run concurrently
+        with each other and with reading and decoding, so one batch's fold and encoding
+        overlaps another's write. Memory stays bounded: per partition, one batch filling,
+        at most two queued and one being written.
+        """
+        buffers: dict[int, list[LogEntry[T]]] = {}
+        queues: dict[int, asyncio.Queue[list[LogEntry[T]] | None]] = {}
+        writers: dict[int, asyncio.Task[None]] = {}
+
+        async def writer(queue: asyncio.Queue[list[LogEntry[T]] | None]) -> None:
+            while (batch := await queue.get()) is not None:
+                self.applied += await apply(batch)
+
+        async def hand_over(partition: int, batch: list[LogEntry[T]] | None) -> None:
+            if partition not in queues:
+                queues[partition] = asyncio.Queue(maxsize=2)
+                writers[partition] = asyncio.create_task(writer(queues[partition]))
+            put = asyncio.ensure_future(queues[partition].put(batch))
+            task = writers[partition]
+            await asyncio.wait({put, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not put.done():  # the writer stopped: a failed write
+                put.cancel()
+                task.result()
+                raise RuntimeError(f"the writer of partition {partition} stopped")
+
+        def check_writers() -> None:
+            for task in writers.values():
+                if task.done():
+                    task.result()  # raises the writer's error
+
         try:
             async for batch in _raw_and_decoded(reader, decode, start, end, self):
-                if pending is not None:
-                    self.applied += await pending
-                    self._tick(phase)
-                pending = asyncio.create_task(apply(batch)) if batch else None
-            if pending is not None:
-                self.applied += await pending
-                pending = None
+                for entry in batch:
+                    buffers.setdefault(entry.partition, []).append(entry)
+                for partition in [p for p, b in buffers.items() if len(b) >= self.batch_size]:
+                    await hand_over(partition, buffers.pop(partition))
+                check_writers()
+                self._tick(phase)
+            for partition in list(buffers):
+                await hand_over(partition, buffers.pop(partition))
+            for partition in list(queues):
+                await hand_over(partition, None)
+            await asyncio.gather(*writers.values())
             self._tick(phase)
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()
+            for task in writers.values():
+                task.cancel()
+            for task in writers.values():
                 with contextlib.suppress(BaseException):
-                    await pending
+                    await task
 
     async def documents(self, projection: DocumentProjection) -> RebuildReport:
         topic = self.settings.events_topic
         target, generation = await self._prepare()
         store = DocumentStore(self.db[target], projection)
+        loader = BulkLoadStore(self.db[target], projection)
+
+        async def load(batch: list[LogEntry[EventEnvelope]]) -> int:
+            folded = await loader.apply([entry.value for entry in batch])
+            return len(folded.applied)
 
         async def apply(batch: list[LogEntry[EventEnvelope]]) -> int:
             folded = await store.apply([entry.value for entry in batch])
@@ -295,10 +340,12 @@ class _Rebuild:
         async with LogReader(self.settings, topic, batch_size=self.batch_size) as reader:
             self.total = reader.total
             self._tick("rebuild")
-            await self._fold(reader, decode_upcast_event, apply, "rebuild", None, None)
+            bulk = time.monotonic()
+            await self._fold(reader, decode_upcast_event, load, "rebuild", None, None)
+            self._bulk_done(bulk)
             positions = dict(reader.positions)
             await reader.refresh_end_offsets()
-            await self._fold(reader, decode_upcast_event, apply, "catch-up", positions, None)
+            await self._fold(reader, decode_upcast_event, load, "catch-up", positions, None)
             positions.update(reader.positions)
             await store.ensure_indexes()
             previous = await self.registry.swap(self.name, target, generation)
@@ -336,12 +383,15 @@ class _Rebuild:
                 return append
 
             for phase in ("rebuild", "catch-up"):
+                bulk = time.monotonic()
                 for topic, decode in topics:
                     reader = readers[topic]
                     if phase != "rebuild":
                         await reader.refresh_end_offsets()
                     await self._fold(reader, decode, appender(topic), phase, positions.get(topic), None)
                     positions[topic] = {**positions.get(topic, {}), **reader.positions}
+                if phase == "rebuild":
+                    self._bulk_done(bulk)
             previous = await self.registry.swap(self.name, target, generation)
             await asyncio.sleep(self.settle_s)
             for topic, decode in topics:
@@ -366,6 +416,8 @@ class _Rebuild:
             records=self.done,
             applied=self.applied,
             seconds=time.monotonic() - self.started,
+            bulk_seconds=self.bulk_seconds,
+            bulk_records=self.bulk_records,
             positions=positions,
         )
 
@@ -386,6 +438,41 @@ async def _raw_and_decoded(
             if value is not None:
                 out.append(LogEntry(record.partition, record.offset, value))
         yield out
+
+
+class BulkLoadStore(DocumentStore):
+    """DocumentStore for filling a collection nobody else writes yet (before the swap):
+    the same fold, but documents that do not exist yet are inserted rather than upserted,
+    which costs MongoDB a third of an upsert. Should a document appear meanwhile anyway,
+    the batch is applied again the ordinary way (idempotent by stream version)."""
+
+    async def apply(self, events: Sequence[EventEnvelope], on_event: Any = None) -> Folded:
+        ids = ids_touched(self.projection, events)
+        current: dict[str, MongoDoc | None] = dict.fromkeys(ids)
+        if ids:
+            async for doc in self.collection.find({"_id": {"$in": ids}}):
+                current[str(doc["_id"])] = doc
+        folded = fold(self.projection, current, events)
+        inserts: list[MongoDoc] = []
+        others: list[ReplaceOne[MongoDoc] | DeleteOne] = []
+        for doc_id in folded.changed:
+            doc = folded.docs[doc_id]
+            if doc is None:
+                others.append(DeleteOne({"_id": doc_id}))
+            elif current[doc_id] is None:
+                inserts.append(doc)
+            else:
+                others.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
+        try:
+            if inserts:
+                await self.collection.insert_many(inserts, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return await DocumentStore.apply(self, events)
+        if others:
+            await self.collection.bulk_write(others, ordered=False)
+        return folded
 
 
 # --- the rebuild lock -------------------------------------------------------------------------
@@ -423,9 +510,7 @@ async def _rebuild_lock(db: AsyncDatabase[MongoDoc], name: str) -> AsyncIterator
                 raise RebuildBusy(
                     f"a rebuild of {name} is already running (host {held.get('host')}, pid {held.get('pid')})"
                 ) from None
-            taken = await locks.replace_one(
-                {"_id": name, "owner": held.get("owner")}, {**mine, "heartbeat": now}
-            )
+            taken = await locks.replace_one({"_id": name, "owner": held.get("owner")}, {**mine, "heartbeat": now})
             if taken.matched_count != 1:
                 raise RebuildBusy(f"a rebuild of {name} has just started elsewhere") from None
         else:
@@ -435,9 +520,7 @@ async def _rebuild_lock(db: AsyncDatabase[MongoDoc], name: str) -> AsyncIterator
         while True:
             await asyncio.sleep(LOCK_HEARTBEAT_S)
             with contextlib.suppress(Exception):
-                await locks.update_one(
-                    {"_id": name, "owner": token}, {"$set": {"heartbeat": datetime.now(UTC)}}
-                )
+                await locks.update_one({"_id": name, "owner": token}, {"$set": {"heartbeat": datetime.now(UTC)}})
 
     beat_task = asyncio.create_task(heartbeat())
     try:

@@ -8,5 +8,7 @@ from projections.messages import MessagesProjection
 from projections.users import UsersProjection
 
 DOCUMENT_PROJECTIONS: dict[str, DocumentProjection] = {
-    p.name: p for p in (UsersProjection(), ConversationsProjection(), MessagesProjection())
+    p.name: p for p in (UsersProjection(), MessagesProjection(), ConversationsProjection())
 }
+"""Live agents apply them in this order: conversations last, so a conversation view at version V
+implies every other view has caught up with V (the gateway's read-your-writes wait relies on it)."""

@@ -34,9 +34,7 @@ def up_command(data_dir: Path, port: int) -> list[str]:
     return [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port)]
 
 
-def start_up(
-    data_dir: Path, port: int, log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def start_up(data_dir: Path, port: int, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`parley up` as a child that dies with this process (start it from the main thread)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(

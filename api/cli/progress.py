@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -157,6 +158,8 @@ def run_command(
 ) -> int:
     """Run an async command; SIGTERM cancels it like Ctrl-C so that its cleanup runs."""
 
+    quiet_logging(prog)
+
     async def guarded() -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
@@ -179,6 +182,18 @@ def run_command(
         error = describe_failure(exc, settings)
         print(f"parley {prog}: {error.message}", file=sys.stderr)
         return error.status
+
+
+def quiet_logging(prog: str) -> None:
+    """Our warnings as short lines on stderr; the clients' own connection chatter silenced
+    (their failures reach the user as one translated line)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"parley {prog}: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for noisy in ("aiokafka", "kafka", "pymongo"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL + 1)
 
 
 def fail(prog: str, message: str, status: int) -> int:

@@ -27,6 +27,7 @@ from infra.localstack.servers import ServerStartError
 from infra.localstack.stack import LocalStack
 from infra.localstack.supervisor import Child, Supervisor, indent
 from infra.provision import provision
+from infra.redis_client import redis_client, worker_key_pattern
 from infra.settings import Settings
 
 READY_TIMEOUT_S = 180.0  # the first consumer-group join on Tansu is slow
@@ -69,13 +70,17 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
-async def _http_ok(url: str) -> bool:
-    def get() -> bool:
+async def _http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (status 0 when nothing answered)."""
+
+    def get() -> tuple[int, str]:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
+                return int(resp.status), resp.read(2000).decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(2000).decode(errors="replace")
+        except OSError as e:
+            return 0, str(e)
 
     return await asyncio.to_thread(get)
 
@@ -135,6 +140,8 @@ class _Platform:
         write_run_info(self.data_dir, info)
         try:
             await provision(resolved)
+            if not self.settings.external()["redis"]:
+                await _forget_previous_workers(resolved)
         except Exception as e:  # any failure here is reported as one line, then everything stops
             _say(f"provisioning failed: {type(e).__name__}: {e}")
             return 1
@@ -176,7 +183,8 @@ class _Platform:
             if dead is not None:
                 _say(_unexpected(dead))
                 return 1
-            if await _http_ok(url):
+            status, body = await _http_get(url)
+            if status == 200:
                 return 0
             if time.monotonic() > deadline:
                 tails = "\n".join(
@@ -184,9 +192,25 @@ class _Platform:
                     for c in self.supervisor.children
                     if c.kind == "process"
                 )
-                _say(f"not ready after {READY_TIMEOUT_S:.0f} s (GET {url} never answered 200)\n{tails}")
+                _say(f"not ready after {READY_TIMEOUT_S:.0f} s: GET {url} answered {status}: {body}\n{tails}")
                 return 1
             await asyncio.sleep(0.5)
+
+
+async def _forget_previous_workers(settings: Settings) -> None:
+    """Drop the liveness keys of the last run's worker.
+
+    Redis keeps them in its append-only file until their TTL ends, and the gateway's /ready
+    would trust them before the new worker has joined. Only for the local Redis: this data
+    dir's lock guarantees that no worker of ours is running now.
+    """
+    client = redis_client(settings)
+    try:
+        keys = [key async for key in client.scan_iter(match=worker_key_pattern(settings))]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 def _unexpected(child: Child) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
 import faust
-import redis.asyncio as aioredis
+import redis
 
 from infra.logging import configure_logging, logging_dict_config
 from infra.settings import Settings
@@ -33,6 +35,7 @@ def build_app(settings: Settings) -> faust.App:
     from infra.mongo.client import mongo_client, mongo_db
     from infra.mongo.documents import Positions, ProjectionRegistry
     from infra.push import RedisPusher
+    from infra.redis_client import mark_worker_alive, redis_client
     from streams.app import WorkerServices, create_app
     from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
 
@@ -43,7 +46,7 @@ def build_app(settings: Settings) -> faust.App:
     async def build_services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:
         client = mongo_client(settings)
         db = mongo_db(client, settings)
-        redis = aioredis.from_url(settings.redis_url)
+        liveness = redis_client(settings)
         runtime = ProjectionRuntime(
             settings=settings,
             registry=ProjectionRegistry(db),
@@ -55,7 +58,7 @@ def build_app(settings: Settings) -> faust.App:
         )
 
         async def heartbeat() -> None:
-            await redis.set(f"{settings.topic_prefix}:worker:{name}", "ready", ex=15)
+            await mark_worker_alive(liveness, settings, name)
 
         return WorkerServices(projections=runtime, dead_letters=dead_letters, heartbeat=heartbeat)
 
@@ -73,6 +76,7 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"parley worker: cannot prepare: {exc}", file=sys.stderr)
         return 1
     app = build_app(settings)
+    atexit.register(_forget_liveness, settings)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level.lower(),
@@ -82,6 +86,16 @@ def run_worker(args: argparse.Namespace) -> int:
     )
     worker.execute_from_commandline()  # runs until SIGTERM / SIGINT, then exits the process
     return 0
+
+
+def _forget_liveness(settings: Settings) -> None:
+    """On a clean exit, stop vouching for readiness at once instead of after the key's TTL."""
+    from infra.redis_client import worker_key
+    from streams.runtime import instance_name
+
+    key = worker_key(settings, instance_name(settings))
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(settings.redis_url, socket_timeout=1.0).delete(key)
 
 
 def worker_data_dir(settings: Settings) -> Path:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from elastic_transport import AiohttpHttpNode, HttpHeaders
-from elastic_transport._node._base import NodeApiResponse
-from elastic_transport.client_utils import DEFAULT
 from elasticsearch import AsyncElasticsearch
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
@@ -23,6 +19,7 @@ from infra.mongo.client import MongoDoc, mongo_client, mongo_db
 from infra.mongo.read_models import ReadModels
 from infra.provision import s3_client
 from infra.redis_client import live_workers, redis_client
+from infra.search_client import search_client
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
 from infra.settings import Settings
@@ -30,41 +27,6 @@ from infra.settings import Settings
 log = logging.getLogger("parley.gateway")
 
 READY_CHECK_TIMEOUT_S = 2.0
-_COMPAT_MIMETYPE = re.compile(r"application/vnd\.elasticsearch\+([a-z-]+)(\s*;\s*compatible-with=\d+)?")
-
-
-class PlainJsonNode(AiohttpHttpNode):
-    """elasticsearch-py 8 always sends ``application/vnd.elasticsearch+json; compatible-with=8``,
-    which OpenSearch-compatible servers (the local one included) refuse with 406; send plain
-    ``application/json`` instead. Real Elasticsearch 8 accepts both."""
-
-    async def perform_request(  # type: ignore[override]  # the base declares it sync
-        self,
-        method: str,
-        target: str,
-        body: bytes | None = None,
-        headers: HttpHeaders | None = None,
-        request_timeout: Any = DEFAULT,
-    ) -> NodeApiResponse:
-        if headers:
-            headers = headers.copy()
-            for name in ("accept", "content-type"):
-                if name in headers:
-                    headers[name] = _COMPAT_MIMETYPE.sub(r"application/\1", headers[name])
-        return await super().perform_request(
-            method, target, body=body, headers=headers, request_timeout=request_timeout
-        )
-
-
-def search_client(settings: Settings, timeout_s: float = 10.0) -> AsyncElasticsearch:
-    return AsyncElasticsearch(
-        settings.elasticsearch_url,
-        node_class=PlainJsonNode,
-        headers={"accept": "application/json", "content-type": "application/json"},
-        request_timeout=timeout_s,
-    )
-
-
 @dataclass
 class GatewayServices:
     settings: Settings

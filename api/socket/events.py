@@ -59,9 +59,7 @@ class EventRunner:
 
         self.sio.on(event, entry)
 
-    async def run(
-        self, event: str, sid: str, args: tuple[Any, ...], handler: Handler, kind: EventKind
-    ) -> Ack:
+    async def run(self, event: str, sid: str, args: tuple[Any, ...], handler: Handler, kind: EventKind) -> Ack:
         started = time.perf_counter()
         payload = args[0] if len(args) == 1 else None
         cid = correlation_id_or_new(payload.get("correlation_id") if isinstance(payload, dict) else None)
@@ -97,8 +95,11 @@ class EventRunner:
             log.exception("%s failed", event, extra={"sid": sid, "user_id": user_id})
             ack = error_ack("internal", "internal error", cid)
         try:
-            if kind == "command" and refusal is not None and refusal.stage == "gateway" and (
-                refusal.code in REFUSAL_CODES
+            if (
+                kind == "command"
+                and refusal is not None
+                and refusal.stage == "gateway"
+                and refusal.code in REFUSAL_CODES
             ):
                 await self._record_refusal(event, ctx, user_id, cid, refusal)
         finally:
@@ -131,9 +132,7 @@ class EventRunner:
         except Exception:  # the trail record is best effort; the client already has its answer
             log.warning("recording the refusal of %s failed", event, exc_info=True)
 
-    def _observe(
-        self, event: str, kind: EventKind, sid: str, user_id: str | None, ack: Ack, seconds: float
-    ) -> None:
+    def _observe(self, event: str, kind: EventKind, sid: str, user_id: str | None, ack: Ack, seconds: float) -> None:
         code = "ok" if ack["ok"] else str(ack["error"]["code"])
         label = event if kind != "unknown" else "unknown"
         metrics = self.services.metrics

@@ -24,9 +24,7 @@ def register(runner: EventRunner, services: GatewayServices) -> None:
     async def typing(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:
         signal = parse_payload(Typing, raw)
         async with asyncio.timeout(services.settings.query_timeout_s):
-            conversation = await services.read_models.conversation_of_participant(
-                signal.conversation_id, ctx.user_id
-            )
+            conversation = await services.read_models.conversation_of_participant(signal.conversation_id, ctx.user_id)
         if conversation is None:
             raise AckError("not_found", "conversation not found")
         rooms = [user_room(uid) for uid in conversation.get("participant_ids", []) if uid != ctx.user_id]

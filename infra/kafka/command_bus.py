@@ -41,13 +41,13 @@ class CommandBus:
         *,
         instance_id: str | None = None,
         request_timeout_ms: int = 5000,
-        fetch_max_wait_ms: int = 50,
+        fetch_max_wait_ms: int | None = None,
         rejection_timeout_s: float = 2.0,
     ) -> None:
         self._settings = settings
         self.instance_id = instance_id or settings.instance_id or f"gateway-{uuid.uuid4()}"
         self._request_timeout_ms = request_timeout_ms
-        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._fetch_max_wait_ms = fetch_max_wait_ms if fetch_max_wait_ms is not None else settings.kafka_fetch_wait_ms
         self._rejection_timeout_s = rejection_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -156,8 +156,9 @@ class CommandBus:
         """Record a refused command in the rejections topic (bounded; a failure is only logged)."""
         producer = self._producer
         if producer is None:
-            log.warning("rejection not recorded: command bus is not started",
-                        extra={"command_id": rejection.command_id})
+            log.warning(
+                "rejection not recorded: command bus is not started", extra={"command_id": rejection.command_id}
+            )
             return
         key, value, headers = encode_rejection(rejection)
         try:

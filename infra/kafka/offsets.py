@@ -76,15 +76,42 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: fl
 async def end_offsets(
     consumer: AIOKafkaConsumer, topic: str, partitions: Iterable[int], timeout_s: float = 10.0
 ) -> dict[int, int]:
-    """For each partition, the offset the next record will get (the log end)."""
+    """For each partition, the offset the next record will get (the log end).
+
+    Asks ListOffsets, then confirms with a fetch: Tansu 0.6 answers ListOffsets(latest) with
+    the *base* offset of the last record batch + 1, which is short of the end whenever that
+    batch holds several records; a fetch response's high watermark is right. Against Kafka
+    both agree. Changes the consumer's assignment (callers assign again before reading).
+    """
     tps = [TopicPartition(topic, p) for p in partitions]
     if not tps:
         return {}
     try:
-        ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout_s)
+        listed = await asyncio.wait_for(consumer.end_offsets(tps), timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise LogUnavailable(f"Kafka did not return end offsets of {topic}: {_describe(exc)}") from exc
-    return {tp.partition: int(offset) for tp, offset in ends.items()}
+    reported = {tp.partition: int(offset) for tp, offset in listed.items()}
+    confirm = [tp for tp in tps if reported.get(tp.partition, 0) > 0]
+    if not confirm:
+        return reported
+    consumer.assign(confirm)
+    for tp in confirm:
+        consumer.seek(tp, reported[tp.partition] - 1)
+    waiting = set(confirm)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while waiting and asyncio.get_running_loop().time() < deadline:
+            await consumer.getmany(*waiting, timeout_ms=200, max_records=1)
+            for tp in list(waiting):
+                high = consumer.highwater(tp)
+                if high is not None:
+                    reported[tp.partition] = max(reported[tp.partition], int(high))
+                    waiting.discard(tp)
+    except (KafkaError, OSError) as exc:
+        raise LogUnavailable(f"Kafka did not return end offsets of {topic}: {_describe(exc)}") from exc
+    if waiting:
+        raise LogUnavailable(f"Kafka did not confirm the end offsets of {topic} within {timeout_s:.0f}s")
+    return reported
 
 
 async def beginning_offsets(
@@ -152,6 +179,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc).strip()
+    if "Unable to bootstrap" in text:
+        return "no broker answers there"
+    text = text.removeprefix("KafkaConnectionError: ")
     return text.splitlines()[0] if text else type(exc).__name__
 
 

@@ -96,9 +96,7 @@ class DirLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise DataDirLocked(
-                f"another `parley up` (pid {holder}) is already running on {data_dir.root}"
-            ) from None
+            raise DataDirLocked(f"another `parley up` (pid {holder}) is already running on {data_dir.root}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return cls(fd, data_dir.lock_file)
@@ -143,9 +141,7 @@ def load_or_create_secrets(data_dir: DataDir) -> LocalSecrets:
     """The data dir's secrets, generated on first use and kept so restarts keep tokens and objects valid."""
     path = data_dir.secrets_file
     stored: dict[str, Any] = read_json_object(path) if path.exists() else {}
-    values = {
-        name: str(stored.get(name) or secrets.token_urlsafe(32)) for name in ("s3_secret_key", "jwt_secret")
-    }
+    values = {name: str(stored.get(name) or secrets.token_urlsafe(32)) for name in ("s3_secret_key", "jwt_secret")}
     if values != stored:
         write_private_json(path, values)
     return LocalSecrets(**values)

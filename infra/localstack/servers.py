@@ -320,9 +320,7 @@ class MongoServer(LocalServer):
 
     @staticmethod
     def resolved(settings: Settings, port: int) -> dict[str, Any]:
-        return {
-            "mongo_url": f"mongodb://{LOCAL_HOST}:{port}/?replicaSet={MONGO_REPLICA_SET}&directConnection=true"
-        }
+        return {"mongo_url": f"mongodb://{LOCAL_HOST}:{port}/?replicaSet={MONGO_REPLICA_SET}&directConnection=true"}
 
 
 class ElasticsearchServer(LocalServer):

@@ -131,9 +131,7 @@ async def _wait_ready(server: LocalServer, ctx: LaunchContext, child: Child, dea
     last = "no answer"
     while True:
         if child.exit_code() is not None:
-            raise ServerStartError(
-                with_log_tail(f"{server.name} failed to start: {child.how_it_ended()}", child)
-            )
+            raise ServerStartError(with_log_tail(f"{server.name} failed to start: {child.how_it_ended()}", child))
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(LOCAL_HOST, ctx.port), CHECK_TIMEOUT_S)
             writer.close()

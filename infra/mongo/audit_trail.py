@@ -289,8 +289,8 @@ async def _verify_chain(
         if checker.count:
             report.chains += 1
             report.chains_seen.append(chain)
-        # The log tail after the last record: not yet reached by the trail (pending).
-        report.pending += max(0, end - (checker.last_offset + 1))
+        # The log tail the trail has not reached yet (repeated copies it has passed do not count).
+        report.pending += max(0, end - max(checker.last_offset + 1, reached))
     return None
 
 

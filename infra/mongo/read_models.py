@@ -27,7 +27,16 @@ CONVERSATIONS = "conversations"
 MESSAGES = "messages"
 
 _HIDDEN = frozenset({"_id", "_sv", "_stream", "password_hash"})
-CONVERSATION_FIELDS = ("conversation_id", "kind", "title", "participant_ids", "last_message", "version")
+# last_activity_at is the cursor a client passes back as `before` for the next page.
+CONVERSATION_FIELDS = (
+    "conversation_id",
+    "kind",
+    "title",
+    "participant_ids",
+    "last_message",
+    "last_activity_at",
+    "version",
+)
 MESSAGE_FIELDS = ("message_id", "seq", "sender_id", "body", "sent_at", "edited_at", "deleted", "reactions")
 
 
@@ -90,9 +99,7 @@ class ReadModels:
 
     async def conversation_of_participant(self, conversation_id: str, user_id: str) -> MongoDoc | None:
         """The conversation if ``user_id`` is a current participant, else None (no existence leak)."""
-        return await (await self._coll(CONVERSATIONS)).find_one(
-            {"_id": conversation_id, "participant_ids": user_id}
-        )
+        return await (await self._coll(CONVERSATIONS)).find_one({"_id": conversation_id, "participant_ids": user_id})
 
     async def list_conversations(self, user_id: str, limit: int, before: str | None) -> list[MongoDoc]:
         """The caller's conversations, newest activity first, each with its unread count."""
@@ -132,17 +139,12 @@ class ReadModels:
         query: MongoDoc = {"conversation_id": conversation_id}
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
-        docs = (
-            await (await self._coll(MESSAGES)).find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
-        )
+        docs = await (await self._coll(MESSAGES)).find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
         page = [{f: doc.get(f) for f in MESSAGE_FIELDS} for doc in docs[:limit]]
         return HistoryPage(messages=page, has_more=len(docs) > limit)
 
     async def message_exists(self, message_id: str) -> bool:
-        return (
-            await (await self._coll(MESSAGES)).find_one({"_id": message_id}, projection={"_id": 1})
-            is not None
-        )
+        return await (await self._coll(MESSAGES)).find_one({"_id": message_id}, projection={"_id": 1}) is not None
 
     # Read-your-writes -------------------------------------------------------------------
     async def conversation_caught_up(self, conversation_id: str, version: int) -> bool:

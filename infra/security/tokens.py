@@ -63,9 +63,7 @@ class TokenService:
 
     def verify(self, token: str, expected: TokenType) -> Claims:
         try:
-            raw = jwt.decode(
-                token, self._secret, algorithms=[self._algorithm], options={"require": _REQUIRED}
-            )
+            raw = jwt.decode(token, self._secret, algorithms=[self._algorithm], options={"require": _REQUIRED})
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
         if raw.get("typ") != expected:

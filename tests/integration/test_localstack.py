@@ -112,9 +112,7 @@ async def test_elasticsearch_index_and_search(stack_settings: Settings) -> None:
     # Plain JSON media types: osmem-server refuses the elasticsearch client's compatible-with ones.
     async with httpx.AsyncClient(base_url=stack_settings.elasticsearch_url, timeout=10) as http:
         try:
-            r = await http.put(
-                f"/{index}/_doc/1", params={"refresh": "true"}, json={"body": "hello parley world"}
-            )
+            r = await http.put(f"/{index}/_doc/1", params={"refresh": "true"}, json={"body": "hello parley world"})
             assert r.status_code in (200, 201), r.text
             r = await http.post(f"/{index}/_search", json={"query": {"match": {"body": "parley"}}})
             assert r.status_code == 200, r.text

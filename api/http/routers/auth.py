@@ -129,9 +129,7 @@ async def register(
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=message)
         registered = str(outcome.data.get("user_id", user_id))
         # A login right after the 201 must find the user: wait (bounded) for the read model.
-        await wait_until(
-            lambda: read_models.user_exists(registered), USER_VISIBLE_TIMEOUT_S, USER_VISIBLE_POLL_S
-        )
+        await wait_until(lambda: read_models.user_exists(registered), USER_VISIBLE_TIMEOUT_S, USER_VISIBLE_POLL_S)
         return RegisterResponse(user_id=registered, username=str(outcome.data.get("username", body.username)))
     finally:
         metrics.observe_command(REGISTER_COMMAND, code, time.perf_counter() - started)

@@ -44,7 +44,7 @@ def to_command(stream: Stream, step: Step, n: int) -> CommandEnvelope:
     messages = list(stream.refs)
     message_id = messages[arg % len(messages)] if messages else "missing"
     payload: dict[str, Any] = {"conversation_id": CID}
-    payload |= {
+    by_kind: dict[str, dict[str, Any]] = {
         "message:send": {"body": f"body {arg}"},
         "message:edit": {"message_id": message_id, "body": f"edit {arg}"},
         "message:delete": {"message_id": message_id},
@@ -54,7 +54,8 @@ def to_command(stream: Stream, step: Step, n: int) -> CommandEnvelope:
         "conversation:remove-participant": {"user_id": USERS[arg % 4]},
         "conversation:leave": {},
         "conversation:rename": {"title": f"title {arg % 3}"},
-    }[kind]
+    }
+    payload |= by_kind[kind]
     expected = stream.state.version - (arg % 2) if flag and arg > 6 else None
     return command(kind, actor, stream.stream_id, payload, command_id=f"step-{n}", expected_version=expected)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def v1_message_sent(**payload: object) -> EventEnvelope:
         schema_version=1,
         stream_id=f"conversation:{CONVERSATION}",
         stream_version=2,
-        occurred_at="2023-11-05T10:01:00Z",  # type: ignore[arg-type]
+        occurred_at=datetime(2023, 11, 5, 10, 1, tzinfo=UTC),
         actor_id=ALICE,
         correlation_id="k",
         causation_id="c",

@@ -22,9 +22,7 @@ from domain.errors import DomainError
 
 def test_control_fields_are_taken_out() -> None:
     command_id = str(uuid.uuid4())
-    parts = split_control_fields(
-        {"command_id": command_id, "expected_version": 3, "correlation_id": "c", "body": "hi"}
-    )
+    parts = split_control_fields({"command_id": command_id, "expected_version": 3, "correlation_id": "c", "body": "hi"})
     assert parts.command_id == command_id
     assert parts.expected_version == 3
     assert parts.payload == {"body": "hi"}
@@ -71,7 +69,8 @@ def test_split_either_refuses_as_invalid_or_drops_only_control_fields(raw: dict[
     except AckError as exc:
         assert exc.code == "invalid"
         return
-    assert parts.payload == {k: v for k, v in raw.items() if k not in ("command_id", "expected_version", "correlation_id")}
+    control = ("command_id", "expected_version", "correlation_id")
+    assert parts.payload == {k: v for k, v in raw.items() if k not in control}
 
 
 def test_canonical_uuid() -> None:
