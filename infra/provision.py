@@ -113,8 +113,37 @@ async def ensure_mongo(settings: Settings) -> None:
         await client.close()
 
 
+async def ensure_search(settings: Settings) -> None:
+    from infra.search_client import search_client
+    from infra.search_indexes import ensure_search_indexes
+
+    client = search_client(settings)
+    try:
+        await ensure_search_indexes(client, settings)
+    finally:
+        await client.close()
+
+
 async def provision(settings: Settings) -> None:
-    """Create the topics, the media bucket and the Mongo indexes; a no-op when all exist."""
+    """Create the topics, the media bucket, the Mongo and search indexes; a no-op when all exist."""
     await ensure_topics(settings)
     await asyncio.to_thread(ensure_bucket, settings, settings.media_bucket)
     await ensure_mongo(settings)
+    await ensure_search(settings)
+
+
+def main() -> int:
+    """`python -m infra.provision`: provision the servers the environment names (docker-compose's init job)."""
+    import sys
+
+    try:
+        asyncio.run(provision(Settings()))
+    except Exception as exc:
+        print(f"parley provision: {exc}", file=sys.stderr)
+        return 1
+    print("parley provision: topics, bucket and indexes are in place")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -46,9 +46,7 @@ FIELDS = (
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8, datetimes as ISO-8601 UTC with milliseconds."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    ).encode()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
 
 
 def _json_default(value: Any) -> Any:

@@ -99,24 +99,44 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
     lock = asyncio.Lock()
 
     commands_topic = app.topic(
-        settings.commands_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw",
+        settings.commands_topic,
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
         partitions=settings.partitions,
     )
     events_topic = app.topic(
-        settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw",
+        settings.events_topic,
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
         partitions=settings.partitions,
     )
     rejections_topic = app.topic(
-        settings.rejections_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
-        key_serializer="raw", partitions=settings.partitions,
+        settings.rejections_topic,
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+        partitions=settings.partitions,
     )
     replies_topic = app.topic(
-        settings.replies_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw",
+        settings.replies_topic,
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
         partitions=settings.replies_partitions,
     )
     dead_letter_topic = app.topic(
-        settings.dead_letter_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
-        key_serializer="raw", partitions=1,
+        settings.dead_letter_topic,
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+        partitions=1,
     )
 
     async def services() -> WorkerServices:

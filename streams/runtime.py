@@ -26,7 +26,7 @@ from infra.kafka.codec import decode_event, decode_rejection
 from infra.logging import correlation_id_var, message_type_var
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry
 from infra.settings import Settings
-from projections.base import Doc
+from projections.base import Doc, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import Push, pushes_for
 
@@ -46,9 +46,7 @@ class DeadLetters(Protocol):
 
 
 class Trail(Protocol):
-    async def append(
-        self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]
-    ) -> int: ...
+    async def append(self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -83,36 +81,43 @@ class ProjectionRuntime:
 
     async def events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
-        decoded: list[tuple[Record, EventEnvelope]] = []
+        stored: list[tuple[Record, EventEnvelope]] = []  # as in the log: what the audit trail hashes
         for record in records:
             try:
-                decoded.append((record, upcast(decode_event(record.value))))
+                stored.append((record, decode_event(record.value)))
             except Exception as exc:  # a record no reader can decode must not block the partition
                 await self.dead_letters.park(topic, record.partition, record.offset, record.value, repr(exc))
-        if not decoded:
+        if not stored:
             return
-        events = [e for _, e in decoded]
+        current = [(record, upcast(event)) for record, event in stored]  # today's shapes: what views read
+        events = [event for _, event in current]
         pushes: list[Push] = []
 
         def collect(event: EventEnvelope, docs: Mapping[str, Doc | None]) -> None:
             pushes.extend(pushes_for(event, docs.get(event.stream_id.removeprefix("conversation:"))))
 
         for name in DOCUMENT_PROJECTIONS:
-            on_event = collect if name == "conversations" else None
-            await self._guarded(
-                name, decoded, lambda n=name, cb=on_event: self._apply(n, events, cb)  # type: ignore[misc]
-            )
+            await self._guarded(name, current, self._projection_action(name, events, collect))
         await self._guarded(
-            "audit", decoded, lambda: self.trail.append(topic, [(r.partition, r.offset, e) for r, e in decoded])
+            "audit", stored, lambda: self.trail.append(topic, [(r.partition, r.offset, e) for r, e in stored])
         )
         offsets = _next_offsets(records)
         for name in (*DOCUMENT_PROJECTIONS, "audit"):
-            await _retry_transient(lambda n=name: self.positions.save(n, topic, offsets))  # type: ignore[misc]
+            await _retry_transient(self._positions_action(name, topic, offsets))
         for push in pushes:
             try:
                 await self.pusher.push(push)
             except Exception:  # a push is a notification; the read model already has it
                 log.warning("push %s failed", push.event, exc_info=True)
+
+    def _projection_action(
+        self, name: str, events: Sequence[EventEnvelope], collect: OnEvent
+    ) -> Callable[[], Awaitable[Any]]:
+        on_event = collect if name == "conversations" else None
+        return lambda: self._apply(name, events, on_event)
+
+    def _positions_action(self, name: str, topic: str, offsets: dict[int, int]) -> Callable[[], Awaitable[None]]:
+        return lambda: self.positions.save(name, topic, offsets)
 
     async def rejections_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.rejections_topic
@@ -150,7 +155,7 @@ class ProjectionRuntime:
                 if len(decoded) > 1:
                     # Find the poison event: apply one at a time, parking only what fails.
                     for record, event in decoded:
-                        await self._guarded(name, [(record, event)], lambda ev=event: self._single(name, ev))  # type: ignore[misc]
+                        await self._guarded(name, [(record, event)], self._single_action(name, event))
                     return
                 record, event = decoded[0]
                 log.error(
@@ -165,10 +170,13 @@ class ProjectionRuntime:
                 )
                 return
 
-    async def _single(self, name: str, event: EventEnvelope) -> None:
-        if name == "audit":
-            raise ValueError("audit append failed")  # audit has no single-event path: park it
-        await self._apply(name, [event], None)
+    def _single_action(self, name: str, event: EventEnvelope) -> Callable[[], Awaitable[Any]]:
+        async def single() -> None:
+            if name == "audit":
+                raise ValueError("audit append failed")  # audit has no single-event path: park it
+            await self._apply(name, [event], None)
+
+        return single
 
 
 async def _retry_transient(action: Callable[[], Awaitable[T]]) -> T:

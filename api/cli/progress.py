@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -44,7 +45,7 @@ class ProgressBar:
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval = interval if self.tty else line_interval
         self.started = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = float("-inf")
         self._drawn = False
         self._last: tuple[int, int, str] = (0, 0, "")
 
@@ -105,7 +106,7 @@ class CliError(Exception):
         self.status = status
 
 
-def load_cli_settings(data_dir: Any, *, kafka: bool = True, mongo: bool = True) -> Settings:
+def load_cli_settings(data_dir: Path | None, *, kafka: bool = True, mongo: bool = True) -> Settings:
     """The settings of ``--data-dir`` (a running ``parley up``) or of the environment."""
     from pydantic import ValidationError
 
@@ -128,8 +129,7 @@ def load_cli_settings(data_dir: Any, *, kafka: bool = True, mongo: bool = True) 
     ]
     if missing:
         raise CliError(
-            "no servers configured: pass --data-dir DIR of a running `parley up`, or set "
-            + " and ".join(missing),
+            "no servers configured: pass --data-dir DIR of a running `parley up`, or set " + " and ".join(missing),
             2,
         )
     return settings
@@ -147,15 +147,14 @@ def describe_failure(exc: BaseException, settings: Settings | None = None) -> Cl
         return CliError(str(exc), 1)
     if isinstance(exc, ConnectionFailure):
         where = _mongo_host(settings.mongo_url) if settings is not None else "its URL"
-        return CliError(f"MongoDB unavailable at {where}: {_first_line(str(exc))}", 1)
+        detail = _first_line(str(exc)).removeprefix(f"{where}: ")
+        return CliError(f"MongoDB unavailable at {where}: {detail}", 1)
     if isinstance(exc, PyMongoError):
         return CliError(f"MongoDB error: {_first_line(str(exc))}", 1)
     return CliError(f"internal error: {type(exc).__name__}: {_first_line(str(exc))}", 1)
 
 
-def run_command(
-    prog: str, main: Callable[[], Coroutine[Any, Any, int]], settings: Settings | None = None
-) -> int:
+def run_command(prog: str, main: Callable[[], Coroutine[Any, Any, int]], settings: Settings | None = None) -> int:
     """Run an async command; SIGTERM cancels it like Ctrl-C so that its cleanup runs."""
 
     quiet_logging(prog)

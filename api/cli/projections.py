@@ -74,11 +74,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
         print(
             f"rebuilt {report.name} into {report.collection} (generation {report.generation}): "
             f"{report.records:,} log records in {report.seconds:.1f}s ({report.rate:,.0f} ev/s)"
-            + (
-                f"; dropped {report.previous}"
-                if report.previous and report.previous != report.collection
-                else ""
-            )
+            + (f"; dropped {report.previous}" if report.previous and report.previous != report.collection else "")
         )
         return 0
 

@@ -32,9 +32,7 @@ def parse_time(value: str | None, flag: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise CliError(
-            f"invalid {flag} {value!r}: expected an ISO-8601 time such as 2024-05-01T12:00:00Z", 2
-        ) from None
+        raise CliError(f"invalid {flag} {value!r}: expected an ISO-8601 time such as 2024-05-01T12:00:00Z", 2) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -143,9 +143,7 @@ async def log_end_offsets(
         await stop_consumer(consumer)
 
 
-async def committed_offsets(
-    settings: Settings, group_id: str, topic: str, timeout_s: float = 10.0
-) -> dict[int, int]:
+async def committed_offsets(settings: Settings, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """A consumer group's committed offsets on one topic (partitions without a commit are left out).
 
     Reads the offsets without joining the group (the broker's admin OffsetFetch path is not
@@ -160,9 +158,7 @@ async def committed_offsets(
             try:
                 offset = await asyncio.wait_for(consumer.committed(TopicPartition(topic, p)), timeout_s)
             except (KafkaError, OSError, TimeoutError) as exc:
-                raise LogUnavailable(
-                    f"Kafka did not return committed offsets of {group_id}: {_describe(exc)}"
-                ) from exc
+                raise LogUnavailable(f"Kafka did not return committed offsets of {group_id}: {_describe(exc)}") from exc
             if offset is not None and offset >= 0:
                 out[p] = int(offset)
         return out

@@ -84,9 +84,7 @@ class EventProducer:
         key, value, headers = encode_rejection(rejection)
         return await self._send(topic or self.rejections_topic, key, value, headers)
 
-    async def send_events(
-        self, events: Sequence[EventEnvelope], topic: str | None = None
-    ) -> list[tuple[int, int]]:
+    async def send_events(self, events: Sequence[EventEnvelope], topic: str | None = None) -> list[tuple[int, int]]:
         """Append many events in order, pipelined (batched by the client), and wait for all of them."""
         target = topic or self.events_topic
         futures = []

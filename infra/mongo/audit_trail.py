@@ -8,10 +8,9 @@ record against the log record at its offset.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -21,6 +20,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.envelope import EventEnvelope, Rejection
 from infra.kafka.log_reader import Decoder, LogEntry, LogReader, decode_event_record, decode_rejection_record
+from infra.kafka.offsets import log_end_offsets
 from infra.mongo.documents import Positions, ProjectionRegistry, collection_for
 from infra.settings import Settings
 from projections.audit import (
@@ -75,9 +75,7 @@ class AuditTrail:
         coll = await self.collection()
         out: dict[int, int] = {}
         for p in partitions:
-            doc = await coll.find_one(
-                {"chain": chain_name(topic, p)}, {"log_offset": 1}, sort=[("seq", DESCENDING)]
-            )
+            doc = await coll.find_one({"chain": chain_name(topic, p)}, {"log_offset": 1}, sort=[("seq", DESCENDING)])
             out[p] = int(doc["log_offset"]) + 1 if doc else 0
         return out
 
@@ -165,7 +163,6 @@ class VerifyReport:
     pending: int = 0
     collection: str = ""
     first_break: ChainBreak | None = None
-    chains_seen: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -175,8 +172,7 @@ class VerifyReport:
         if self.first_break is not None:
             return f"audit trail broken: {self.first_break.describe()}"
         return (
-            f"audit trail verified: {self.records} records in {self.chains} chains, "
-            f"{self.pending} log records pending"
+            f"audit trail verified: {self.records} records in {self.chains} chains, {self.pending} log records pending"
         )
 
 
@@ -210,6 +206,7 @@ async def verify_trail(
                 chain = chain_name(topic, p)
                 expected_chains.add(chain)
                 found = await _verify_chain(
+                    settings,
                     coll,
                     reader,
                     decode,
@@ -223,22 +220,20 @@ async def verify_trail(
                 if found is not None:
                     report.first_break = found
                     return report
-    # Records in chains that no log partition has: forged.
-    async for doc in await coll.aggregate(
-        [
-            {"$match": {"chain": {"$nin": sorted(expected_chains)}}},
-            {"$sort": {"chain": 1, "seq": 1}},
-            {"$limit": 1},
-        ]
-    ):
-        record = AuditRecord.from_doc(doc)
-        report.first_break = ChainBreak(
-            record.chain, record.seq, record._id, "inserted record", "no such log partition"
-        )
+    # Records in chains that no log partition has: forged. (distinct walks the (chain, seq) index.)
+    for chain in sorted(str(c) for c in await coll.distinct("chain") if c not in expected_chains):
+        doc = await coll.find_one({"chain": chain}, sort=[("seq", ASCENDING)])
+        if doc is not None:
+            record = AuditRecord.from_doc(doc)
+            report.first_break = ChainBreak(
+                record.chain, record.seq, record._id, "inserted record", "no such log partition"
+            )
+            break
     return report
 
 
 async def _verify_chain(
+    settings: Settings,
     coll: AsyncCollection[MongoDoc],
     reader: LogReader,
     decode: Decoder[LogItem],
@@ -250,27 +245,35 @@ async def _verify_chain(
     progress: Callable[[int], None] | None,
 ) -> ChainBreak | None:
     checker = ChainChecker(chain)
-    end = snapshot.get(partition, 0)
-    log_entries = _entries(reader, decode, partition, end)
-    async with contextlib.aclosing(log_entries):
-        current: LogEntry[LogItem] | None = await anext(log_entries, None)
+    log = _PartitionLog(settings, reader, decode, partition, snapshot.get(partition, 0))
+    try:
+        current = await log.open()
         cursor = coll.find({"chain": chain}).sort("seq", ASCENDING).batch_size(2000)
         async for doc in cursor:
             record = AuditRecord.from_doc(doc)
             found = checker.check(record)
             if found is not None:
                 return found
-            # Log records before this one's offset have no record: each must be a repeated copy.
-            while current is not None and current.offset < record.log_offset:
-                missing = await _unrecorded(coll, chain, current)
-                if missing is not None:
-                    return ChainBreak(chain, record.seq, record._id, "missing record", missing)
-                current = await anext(log_entries, None)
+            looked_again = False
+            while True:
+                # Log records before this one's offset have no record: each must be a repeated copy.
+                while current is not None and current.offset < record.log_offset:
+                    missing = await _unrecorded(coll, chain, current)
+                    if missing is not None:
+                        return ChainBreak(chain, record.seq, record._id, "missing record", missing)
+                    current = await log.next()
+                # A record past the snapshot: the platform is live and the log has grown since
+                # (a record is only ever written after its log record), so look at the end again.
+                if current is None and record.log_offset >= log.end and not looked_again:
+                    looked_again = True
+                    current = await log.extend()
+                    continue
+                break
             at_offset = current.value if current is not None and current.offset == record.log_offset else None
             found = check_against_log(record, at_offset)
             if found is not None:
                 return found
-            current = await anext(log_entries, None) if at_offset is not None else current
+            current = await log.next() if at_offset is not None else current
             report.records += 1
             if progress is not None and report.records % 10_000 == 0:
                 progress(report.records)
@@ -285,20 +288,57 @@ async def _verify_chain(
                     "missing record",
                     f"{missing} (the trail had reached offset {reached})",
                 )
-            current = await anext(log_entries, None)
+            current = await log.next()
         if checker.count:
             report.chains += 1
-            report.chains_seen.append(chain)
         # The log tail the trail has not reached yet (repeated copies it has passed do not count).
-        report.pending += max(0, end - max(checker.last_offset + 1, reached))
+        report.pending += max(0, log.end - max(checker.last_offset + 1, reached))
+    finally:
+        await log.close()
     return None
 
 
+class _PartitionLog:
+    """One partition of the log read alongside a chain, up to an end that can be moved on."""
+
+    def __init__(
+        self, settings: Settings, reader: LogReader, decode: Decoder[LogItem], partition: int, end: int
+    ) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.decode = decode
+        self.partition = partition
+        self.end = end
+        self._entries: AsyncGenerator[LogEntry[LogItem]] | None = None
+
+    async def open(self, start: int = 0) -> LogEntry[LogItem] | None:
+        await self.close()
+        self._entries = _entries(self.reader, self.decode, self.partition, start, self.end)
+        return await self.next()
+
+    async def next(self) -> LogEntry[LogItem] | None:
+        return await anext(self._entries, None) if self._entries is not None else None
+
+    async def extend(self) -> LogEntry[LogItem] | None:
+        """Read on to the log's current end; the next entry after the old end, if any."""
+        ends = await log_end_offsets(self.settings, [self.reader.topic])
+        fresh = ends.get(self.reader.topic, {}).get(self.partition, self.end)
+        if fresh <= self.end:
+            return None
+        start, self.end = self.end, fresh
+        return await self.open(start)
+
+    async def close(self) -> None:
+        if self._entries is not None:
+            await self._entries.aclose()
+            self._entries = None
+
+
 async def _entries(
-    reader: LogReader, decode: Decoder[LogItem], partition: int, end: int
+    reader: LogReader, decode: Decoder[LogItem], partition: int, start: int, end: int
 ) -> AsyncGenerator[LogEntry[LogItem]]:
     batches: AsyncIterator[list[LogEntry[LogItem]]] = reader.batches(
-        decode, start={partition: 0}, end={partition: end}, partitions=[partition]
+        decode, start={partition: start}, end={partition: end}, partitions=[partition]
     )
     async for batch in batches:
         for entry in batch:

@@ -15,11 +15,13 @@ from typing import Any
 from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from domain.envelope import EventEnvelope
-from projections.base import DocumentProjection, Folded, OnEvent, fold, ids_touched
+from projections.base import VERSION_FIELD, DocumentProjection, Folded, OnEvent, fold, ids_touched
 
 MongoDoc = dict[str, Any]
+DUPLICATE_KEY = 11000
 REGISTRY = "projection_registry"
 POSITIONS = "projection_positions"
 
@@ -132,9 +134,18 @@ class DocumentStore:
             if new is None:
                 ops.append(DeleteOne({"_id": doc_id}))
             else:
-                ops.append(ReplaceOne({"_id": doc_id}, new, upsert=True))
+                # Only over an older version: two writers of one document (a rebuild catching up
+                # while the live agent moves to the new collection) can never step it back.
+                older = {"$or": [{VERSION_FIELD: {"$lt": new[VERSION_FIELD]}}, {VERSION_FIELD: {"$exists": False}}]}
+                ops.append(ReplaceOne({"_id": doc_id, **older}, new, upsert=True))
         if ops:
-            await self.collection.bulk_write(ops, ordered=False)
+            try:
+                await self.collection.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:
+                # A duplicate key means the filter found a newer version: keep it. Anything else is real.
+                real = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+                if real or exc.details.get("writeConcernErrors"):
+                    raise
         return folded
 
 

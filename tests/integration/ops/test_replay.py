@@ -33,7 +33,9 @@ async def test_replay_prints_the_whole_log_oldest_first_once_upcast_and_redacted
     assert registered and all(o["payload"]["password_hash"] == "[redacted]" for o in registered)
     assert "argon2" not in result.stdout
     sent = [o for o in out if o["type"] == "MessageSent"]
-    assert sent and all(o["schema_version"] == 2 and "body" in o["payload"] and "text" not in o["payload"] for o in sent)
+    assert sent and all(
+        o["schema_version"] == 2 and "body" in o["payload"] and "text" not in o["payload"] for o in sent
+    )
 
 
 async def test_replay_filters_by_stream_user_and_time(ops: OpsEnv) -> None:
@@ -59,12 +61,8 @@ async def test_replay_filters_by_stream_user_and_time(ops: OpsEnv) -> None:
     assert window.returncode == 0, window.stderr
     assert [o["event_id"] for o in lines(window.stdout)] == [e.event_id for e in log.events[10:20]]
 
-    combined = ops.cli(
-        "replay", "--stream", conversation, "--user", user, "--since", iso(since - timedelta(days=1))
-    )
-    assert [o["event_id"] for o in lines(combined.stdout)] == [
-        e.event_id for e in expected if e.actor_id == user
-    ]
+    combined = ops.cli("replay", "--stream", conversation, "--user", user, "--since", iso(since - timedelta(days=1)))
+    assert [o["event_id"] for o in lines(combined.stdout)] == [e.event_id for e in expected if e.actor_id == user]
 
 
 async def test_replay_bad_input_is_one_line_and_non_zero(ops: OpsEnv) -> None:
