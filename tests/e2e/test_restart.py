@@ -1,12 +1,16 @@
-"""A restart on the same data dir loses nothing a user can see, and command ids stay idempotent."""
+"""A restart on the same data dir loses nothing a user can see, command ids stay idempotent, and a
+read store dropped meanwhile is rebuilt from the log at start."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
+from infra.mongo.documents import ProjectionRegistry
 from tests.conftest import Platform
 from tests.e2e.conftest import PASSWORD, Users, connect, login
 
@@ -29,6 +33,15 @@ async def test_restart_keeps_users_conversations_messages_and_idempotency(platfo
         history_before = await bob.ok("message:history", {"conversation_id": conv})
         listed_before = await alice.ok("conversation:list", {})
         await users.close()
+
+    # A read store dropped while down is rebuilt from the log when the platform starts.
+    settings = platform.settings
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
+    try:
+        db = mongo[settings.mongo_db]
+        await db.drop_collection(await ProjectionRegistry(db, cache_seconds=0).live_collection("messages"))
+    finally:
+        await mongo.close()
 
     platform.restart()  # blocking on purpose: `parley up` is tied to the main thread
 
