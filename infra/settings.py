@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     # Kafka layout: commands and events are partitioned by aggregate (stream) id.
     topic_prefix: str = "parley"
     partitions: int = Field(default=4, ge=1, le=256)
-    replies_partitions: int = Field(default=1, ge=1, le=64)
     replication_factor: int = Field(default=1, ge=1, le=5)
     kafka_session_timeout_s: float = 10.0
     kafka_heartbeat_s: float = 2.0
@@ -92,10 +91,6 @@ class Settings(BaseSettings):
     @property
     def rejections_topic(self) -> str:
         return f"{self.topic_prefix}.rejections"
-
-    @property
-    def replies_topic(self) -> str:
-        return f"{self.topic_prefix}.replies"
 
     @property
     def dead_letter_topic(self) -> str:

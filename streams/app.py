@@ -15,14 +15,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 from faust.types import EventT, StreamT
 
 from commands.handler import Stores, apply_result, handle
 from domain.envelope import CommandEnvelope, Outcome
-from infra.kafka.codec import decode_command, encode_event, encode_outcome, encode_rejection
+from infra.kafka.codec import decode_command, encode_event, encode_rejection
 from infra.settings import Settings
 from streams.kafka_tuning import tuned_app
 from streams.runtime import DeadLetters, ProjectionRuntime, Record, bind_log_context
@@ -46,10 +46,15 @@ class TableKV:
         self._table[key] = value
 
 
+class Replies(Protocol):
+    async def publish(self, outcome: Outcome) -> None: ...
+
+
 @dataclass
 class WorkerServices:
     projections: ProjectionRuntime
     dead_letters: DeadLetters
+    replies: Replies
     heartbeat: Callable[[], Awaitable[None]]
 
 
@@ -122,14 +127,6 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         key_serializer="raw",
         partitions=settings.partitions,
     )
-    replies_topic = app.topic(
-        settings.replies_topic,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=settings.replies_partitions,
-    )
     dead_letter_topic = app.topic(
         settings.dead_letter_topic,
         key_type=bytes,
@@ -183,10 +180,11 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         )
 
     async def _reply(command: CommandEnvelope, outcome: Outcome) -> None:
-        if not command.reply_to:
-            return
-        key, value, headers = encode_outcome(outcome)
-        await replies_topic.send(key=key, value=value, headers=headers)
+        if command.reply_to:
+            try:
+                await (await services()).replies.publish(outcome)
+            except Exception:  # the gateway times out; a retry with the command_id gets this outcome
+                log.warning("outcome of %s not delivered", command.command_id, exc_info=True)
 
     @app.agent(commands_topic, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
@@ -196,7 +194,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
 
     @app.agent(events_topic, name="project")
     async def project(stream: StreamT[bytes]) -> None:
-        async for batch in cast(Any, stream).take_events(500, within=0.05):
+        async for batch in cast(Any, stream).take_events(500, within=0.01):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
             await (await services()).projections.events_batch(records)
 
@@ -213,5 +211,5 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         if not app.rebalancing and recovered and app.consumer.assignment():
             await (await services()).heartbeat()
 
-    app.timer(interval=5.0)(heartbeat)
+    app.timer(interval=1.0)(heartbeat)  # readiness shows within a second of the assignment
     return app

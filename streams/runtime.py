@@ -96,14 +96,19 @@ class ProjectionRuntime:
         def collect(event: EventEnvelope, docs: Mapping[str, Doc | None]) -> None:
             pushes.extend(pushes_for(event, docs.get(event.stream_id.removeprefix("conversation:"))))
 
-        for name in DOCUMENT_PROJECTIONS:
-            await self._guarded(name, current, self._projection_action(name, events, collect))
-        await self._guarded(
-            "audit", stored, lambda: self.trail.append(topic, [(r.partition, r.offset, e) for r, e in stored])
+        # Independent stores are written concurrently; the last projection of the catalogue
+        # (conversations) only after the others, so its version vouches for all of them.
+        *first, last = DOCUMENT_PROJECTIONS
+        await asyncio.gather(
+            *(self._guarded(name, current, self._projection_action(name, events, collect)) for name in first),
+            self._guarded(
+                "audit", stored, lambda: self.trail.append(topic, [(r.partition, r.offset, e) for r, e in stored])
+            ),
         )
+        await self._guarded(last, current, self._projection_action(last, events, collect))
         offsets = _next_offsets(records)
-        for name in (*DOCUMENT_PROJECTIONS, "audit"):
-            await _retry_transient(self._positions_action(name, topic, offsets))
+        names = (*DOCUMENT_PROJECTIONS, "audit")
+        await _retry_transient(lambda: self.positions.save_all(names, topic, offsets))
         for push in pushes:
             try:
                 await self.pusher.push(push)
@@ -115,9 +120,6 @@ class ProjectionRuntime:
     ) -> Callable[[], Awaitable[Any]]:
         on_event = collect if name == "conversations" else None
         return lambda: self._apply(name, events, on_event)
-
-    def _positions_action(self, name: str, topic: str, offsets: dict[int, int]) -> Callable[[], Awaitable[None]]:
-        return lambda: self.positions.save(name, topic, offsets)
 
     async def rejections_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.rejections_topic

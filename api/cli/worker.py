@@ -36,6 +36,7 @@ def build_app(settings: Settings) -> faust.App:
     from infra.mongo.documents import Positions, ProjectionRegistry
     from infra.push import RedisPusher
     from infra.redis_client import mark_worker_alive, redis_client
+    from infra.replies import RedisReplies
     from streams.app import WorkerServices, create_app
     from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
 
@@ -60,7 +61,8 @@ def build_app(settings: Settings) -> faust.App:
         async def heartbeat() -> None:
             await mark_worker_alive(liveness, settings, name)
 
-        return WorkerServices(projections=runtime, dead_letters=dead_letters, heartbeat=heartbeat)
+        replies = RedisReplies(settings, liveness)
+        return WorkerServices(projections=runtime, dead_letters=dead_letters, replies=replies, heartbeat=heartbeat)
 
     return create_app(settings, str(worker_dir), build_services)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.envelope import CommandEnvelope, EventEnvelope, Outcome, Rejection
+from domain.envelope import CommandEnvelope, EventEnvelope, Rejection
 
 Headers = list[tuple[str, bytes]]
 
@@ -33,14 +33,6 @@ def encode_command(command: CommandEnvelope) -> tuple[bytes, bytes, Headers]:
 def decode_command(value: bytes) -> CommandEnvelope:
     return CommandEnvelope.model_validate_json(value)
 
-
-def encode_outcome(outcome: Outcome) -> tuple[bytes, bytes, Headers]:
-    key = (outcome.reply_to or "").encode()
-    return key, outcome.model_dump_json().encode(), [("correlation_id", outcome.correlation_id.encode())]
-
-
-def decode_outcome(value: bytes) -> Outcome:
-    return Outcome.model_validate_json(value)
 
 
 def encode_rejection(rejection: Rejection) -> tuple[bytes, bytes, Headers]:

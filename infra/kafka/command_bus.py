@@ -1,10 +1,8 @@
-"""The gateway's side of the command/reply exchange over Kafka.
+"""The gateway's side of the command/outcome exchange.
 
 A gateway publishes a :class:`CommandEnvelope` to the commands topic (key: aggregate id) and
-awaits the worker's :class:`Outcome` on the replies topic. Replies are read by a consumer with
-no group that is assigned every partition of the replies topic and positioned at its end
-before the first command goes out, so no reply to one of our commands can be missed and none
-of the old ones is replayed. Outcomes addressed to other gateway instances are skipped.
+awaits the worker's :class:`Outcome` on its own Redis channel (``infra.replies``), subscribed
+before the first command goes out, so no outcome of one of our commands can be missed.
 """
 
 from __future__ import annotations
@@ -18,16 +16,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from domain.envelope import CommandEnvelope, Outcome, Rejection
-from infra.kafka.codec import decode_outcome, encode_command, encode_rejection
+from infra.kafka.codec import encode_command, encode_rejection
+from infra.replies import reply_channel
 from infra.settings import Settings
 
 log = logging.getLogger("parley.gateway.command_bus")
 
-_Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
+_Client = TypeVar("_Client", bound=AIOKafkaProducer)
 
 
 class Unavailable(Exception):
@@ -41,71 +43,49 @@ class CommandBus:
         *,
         instance_id: str | None = None,
         request_timeout_ms: int = 5000,
-        fetch_max_wait_ms: int | None = None,
         rejection_timeout_s: float = 2.0,
     ) -> None:
         self._settings = settings
         self.instance_id = instance_id or settings.instance_id or f"gateway-{uuid.uuid4()}"
         self._request_timeout_ms = request_timeout_ms
-        self._fetch_max_wait_ms = fetch_max_wait_ms if fetch_max_wait_ms is not None else settings.kafka_fetch_wait_ms
         self._rejection_timeout_s = rejection_timeout_s
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._redis: Redis | None = None
+        self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, list[asyncio.Future[Outcome]]] = {}
 
     # Life cycle -------------------------------------------------------------------------
     async def start(self, wait_for_topic_s: float = 30.0) -> None:
-        """Connect, position the replies consumer at the end, then start reading replies.
+        """Subscribe to this gateway's outcome channel, then connect the producer.
 
-        Retries for up to ``wait_for_topic_s`` while the broker or the replies topic is not
-        there yet (topics are created by whoever provisions the cluster).
+        Retries for up to ``wait_for_topic_s`` while the broker is not reachable yet.
         """
-        bootstrap = self._settings.kafka_bootstrap
         deadline = time.monotonic() + wait_for_topic_s
-        producer = await _started(
-            deadline,
-            lambda: AIOKafkaProducer(
-                bootstrap_servers=bootstrap,
-                client_id=self.instance_id,
-                acks="all",
-                enable_idempotence=False,  # the local broker refuses InitProducerId
-                request_timeout_ms=self._request_timeout_ms,
-                linger_ms=0,
-            ),
-        )
-        consumer: AIOKafkaConsumer | None = None
+        redis = Redis.from_url(self._settings.redis_url, socket_connect_timeout=2.0)
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            consumer = await _started(
+            await pubsub.subscribe(reply_channel(self._settings, self.instance_id))
+        except RedisError as exc:
+            await redis.aclose()
+            raise Unavailable(f"cannot subscribe to outcomes: {exc}") from exc
+        try:
+            producer = await _started(
                 deadline,
-                lambda: AIOKafkaConsumer(
-                    bootstrap_servers=bootstrap,
-                    client_id=f"{self.instance_id}-replies",
-                    group_id=None,
-                    enable_auto_commit=False,
-                    auto_offset_reset="latest",
-                    fetch_max_wait_ms=self._fetch_max_wait_ms,
-                    request_timeout_ms=max(self._request_timeout_ms, 2 * self._fetch_max_wait_ms + 1000),
+                lambda: AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    client_id=self.instance_id,
+                    acks="all",
+                    enable_idempotence=False,  # the local broker refuses InitProducerId
+                    request_timeout_ms=self._request_timeout_ms,
+                    linger_ms=0,
                 ),
             )
-            topic = self._settings.replies_topic
-            while True:
-                await consumer.topics()  # a metadata request for all topics: never auto-creates one
-                partitions = consumer.partitions_for_topic(topic)
-                if partitions:
-                    break
-                if time.monotonic() > deadline:
-                    raise Unavailable(f"replies topic {topic} does not exist")
-                await asyncio.sleep(0.25)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            for tp in tps:  # resolve the end offsets now, before any command is sent
-                await consumer.position(tp)
         except BaseException:
-            await _stop_quietly(consumer, producer)
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await redis.aclose()
             raise
-        self._producer, self._consumer = producer, consumer
+        self._producer, self._redis, self._pubsub = producer, redis, pubsub
         self._reader = asyncio.create_task(self._read_replies(), name=f"replies-{self.instance_id}")
         log.info("command bus started", extra={"sid": self.instance_id})
 
@@ -120,8 +100,16 @@ class CommandBus:
                 if not fut.done():
                     fut.set_exception(Unavailable("gateway is shutting down"))
         self._pending.clear()
-        await _stop_quietly(self._consumer, self._producer)
-        self._consumer = self._producer = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        self._producer, self._redis, self._pubsub = None, None, None
 
     @property
     def started(self) -> bool:
@@ -204,26 +192,28 @@ class CommandBus:
 
     # Replies ----------------------------------------------------------------------------
     async def _read_replies(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+        pubsub = self._pubsub
+        assert pubsub is not None
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=1000)
+                # The client re-subscribes by itself after a reconnect; an outcome published
+                # meanwhile is lost, and its command answers `unavailable` (a retry with the same
+                # command_id gets the remembered outcome).
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("reading replies failed; retrying")
+                log.warning("reading outcomes failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            for records in batches.values():
-                for record in records:
-                    self._resolve(record.value)
+            if message is not None and message.get("type") == "message":
+                self._resolve(message["data"])
 
-    def _resolve(self, value: bytes | None) -> None:
+    def _resolve(self, value: bytes | str | None) -> None:
         if value is None:
             return
         try:
-            outcome = decode_outcome(value)
+            outcome = Outcome.model_validate_json(value)
         except ValueError:
             log.warning("undecodable outcome skipped")
             return
@@ -249,10 +239,3 @@ async def _started(deadline: float, make: Callable[[], _Client]) -> _Client:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-
-async def _stop_quietly(consumer: AIOKafkaConsumer | None, producer: AIOKafkaProducer | None) -> None:
-    for client in (consumer, producer):
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.stop()

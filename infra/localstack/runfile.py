@@ -36,7 +36,6 @@ RUN_ENV_FIELDS = (
     "port",
     "topic_prefix",
     "partitions",
-    "replies_partitions",
     "worker_id",
 )
 

@@ -78,20 +78,20 @@ class Positions:
         self._coll = db[POSITIONS]
 
     async def save(self, name: str, topic: str, offsets: dict[int, int]) -> None:
-        if not offsets:
+        await self.save_all((name,), topic, offsets)
+
+    async def save_all(self, names: Sequence[str], topic: str, offsets: dict[int, int]) -> None:
+        """The same offsets for several projections, in one round trip."""
+        if not offsets or not names:
             return
+        now = _now()
         ops = [
             ReplaceOne(
                 {"_id": f"{name}:{topic}:{partition}"},
-                {
-                    "name": name,
-                    "topic": topic,
-                    "partition": partition,
-                    "offset": offset,
-                    "updated_at": _now(),
-                },
+                {"name": name, "topic": topic, "partition": partition, "offset": offset, "updated_at": now},
                 upsert=True,
             )
+            for name in names
             for partition, offset in offsets.items()
         ]
         await self._coll.bulk_write(ops, ordered=False)

@@ -77,7 +77,6 @@ async def test_topics_have_the_configured_partition_counts(stack_settings: Setti
     actual = {d["topic"]: len(d["partitions"]) for d in described}
     assert actual == {t.name: t.partitions for t in plan}
     assert actual[stack_settings.events_topic] == stack_settings.partitions
-    assert actual[stack_settings.replies_topic] == stack_settings.replies_partitions
     assert actual[stack_settings.dead_letter_topic] == 1
 
 

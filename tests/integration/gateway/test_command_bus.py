@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from domain.envelope import CommandEnvelope, Outcome
-from infra.kafka.codec import decode_command, decode_rejection, encode_outcome
+from infra.kafka.codec import decode_command, decode_rejection
 from infra.kafka.command_bus import CommandBus, Unavailable
 from infra.provision import ensure_topics
+from infra.redis_client import redis_client
+from infra.replies import RedisReplies
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -65,8 +67,8 @@ class FakeWorker:
 
     async def __aenter__(self) -> FakeWorker:
         self.consumer = await tail_consumer(self.settings, self.settings.commands_topic)
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=False)
-        await self.producer.start()
+        self.redis = redis_client(self.settings)
+        self.replies = RedisReplies(self.settings, self.redis)
         self._task = asyncio.create_task(self._serve())
         return self
 
@@ -75,11 +77,10 @@ class FakeWorker:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         await self.consumer.stop()
-        await self.producer.stop()
+        await self.redis.aclose()
 
     async def _reply(self, outcome: Outcome) -> None:
-        key, value, headers = encode_outcome(outcome)
-        await self.producer.send_and_wait(self.settings.replies_topic, value, key=key, headers=headers)
+        await self.replies.publish(outcome)
 
     async def _serve(self) -> None:
         async for record in self.consumer:
@@ -149,10 +150,12 @@ async def test_a_stopped_bus_is_unavailable_at_once(lonely: Settings) -> None:
         await b.execute(envelope(b), timeout=5)
 
 
-async def test_start_fails_when_the_replies_topic_is_missing(stack_settings: Settings) -> None:
-    settings = stack_settings.model_copy(update={"topic_prefix": f"it-missing-{uuid.uuid4().hex[:8]}"})
+async def test_start_fails_fast_when_redis_is_unreachable(stack_settings: Settings) -> None:
+    settings = stack_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    started = time.monotonic()
     with pytest.raises(Unavailable):
         await CommandBus(settings).start(wait_for_topic_s=1.0)
+    assert time.monotonic() - started < 10
 
 
 async def test_gateway_refusals_land_in_the_rejections_topic(lonely: Settings, bus: CommandBus) -> None:
