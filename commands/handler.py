@@ -11,7 +11,8 @@ in the log before any state that depends on them is saved (``apply_result``):
 
 The aggregate record holds the state and the outcomes of its most recent commands in ONE
 value, so a crash between the steps can never leave state advanced without the outcome
-that makes a redelivered command idempotent.
+that makes a redelivered command idempotent. Older outcomes live in a separate table for
+long-term idempotency; one found ahead of the saved state is ignored (see ``remembered``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain import decider
-from domain.envelope import CommandEnvelope, EventEnvelope, Outcome, Rejection, derive_id, event_id_for
+from domain.envelope import CommandEnvelope, EventEnvelope, Outcome, Rejection, derive_id
 from domain.errors import DomainError
 
 RECENT_OUTCOMES = 64
@@ -51,18 +52,29 @@ class Result:
     message_refs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
-def outcome_key(stream_id: str, command_id: str) -> str:
-    return f"{stream_id}|{command_id}"
+def _recent_key(command: CommandEnvelope) -> str:
+    return f"{command.actor_id or ''}|{command.command_id}"
 
 
 def remembered(command: CommandEnvelope, stores: Stores) -> Outcome | None:
+    """The outcome of this very command (same aggregate, actor and command id), if decided before."""
     record = stores.aggregates.get(command.aggregate_id)
     if record is not None:
         recent = record.get("recent", {})
-        if command.command_id in recent:
-            return Outcome.model_validate(recent[command.command_id])
-    old = stores.outcomes.get(outcome_key(command.aggregate_id, command.command_id))
-    return Outcome.model_validate(old) if old is not None else None
+        if _recent_key(command) in recent:
+            return Outcome.model_validate(recent[_recent_key(command)])
+    old = stores.outcomes.get(command.key)
+    if old is None:
+        return None
+    outcome = Outcome.model_validate(old)
+    # The tables are separate changelogs: if the aggregate's save was lost in a crash while the
+    # outcome's survived, the outcome is ahead of the state. Deciding again is then the way to
+    # append the (identical, deterministic) events the state misses.
+    state_version = int(record["state"].get("version", 0)) if record is not None else 0
+    version = outcome.data.get("version")
+    if isinstance(version, int) and version > state_version:
+        return None
+    return outcome
 
 
 def handle(command: CommandEnvelope, stores: Stores) -> Result:
@@ -87,22 +99,9 @@ def handle(command: CommandEnvelope, stores: Stores) -> Result:
     except ValueError as err:  # an aggregate id of no known kind
         return _refused(command, record, "invalid", str(err))
 
-    events: list[EventEnvelope] = []
+    events = decider.envelopes_for(command, state.version, decision.events)
     refs: dict[str, dict[str, Any] | None] = {}
-    for index, new in enumerate(decision.events):
-        event = EventEnvelope(
-            event_id=event_id_for(command.command_id, index),
-            type=new.type,
-            schema_version=new.schema_version,
-            stream_id=command.aggregate_id,
-            stream_version=state.version + index + 1,
-            occurred_at=command.issued_at,
-            actor_id=command.actor_id,
-            correlation_id=command.correlation_id,
-            causation_id=command.command_id,
-            payload=new.payload,
-        )
-        events.append(event)
+    for event in events:
         state = decider.evolve(state, event)
         target = event.payload.get("message_id")
         if isinstance(target, str):
@@ -118,26 +117,30 @@ def handle(command: CommandEnvelope, stores: Stores) -> Result:
         data=decision.data,
         reply_to=command.reply_to,
     )
-    new_record = {"state": decider.state_to_dict(state), "recent": _remember(record, outcome)}
+    new_record = {"state": decider.state_to_dict(state), "recent": _remember(record, command, outcome)}
     return Result(outcome=outcome, events=events, record=new_record, message_refs=refs)
 
 
 def apply_result(command: CommandEnvelope, result: Result, stores: Stores) -> None:
-    """Save what a decided command changed. Call only after its events are in the log."""
+    """Save what a decided command changed. Call only after its events are in the log.
+
+    Order matters: message index, then the aggregate record (state + recent outcomes), then the
+    long-term outcome; ``remembered`` refuses an outcome that is ahead of the saved state.
+    """
     if result.repeated:
         return
     for message_id, ref in result.message_refs.items():
         if ref is not None:
             stores.messages.put(message_id, ref)
-    stored = result.outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
-    stores.outcomes.put(outcome_key(command.aggregate_id, command.command_id), stored)
     if result.record is not None:
         stores.aggregates.put(command.aggregate_id, result.record)
+    stored = result.outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    stores.outcomes.put(command.key, stored)
 
 
-def _remember(record: dict[str, Any] | None, outcome: Outcome) -> dict[str, Any]:
+def _remember(record: dict[str, Any] | None, command: CommandEnvelope, outcome: Outcome) -> dict[str, Any]:
     recent: dict[str, Any] = dict(record.get("recent", {})) if record else {}
-    recent[outcome.command_id] = outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    recent[_recent_key(command)] = outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
     while len(recent) > RECENT_OUTCOMES:
         recent.pop(next(iter(recent)))
     return recent
@@ -153,7 +156,7 @@ def _refused(command: CommandEnvelope, record: dict[str, Any] | None, code: str,
         reply_to=command.reply_to,
     )
     rejection = Rejection(
-        rejection_id=derive_id(command.command_id, "rejection"),
+        rejection_id=derive_id(command.key, "rejection"),
         command_id=command.command_id,
         command_type=command.type,
         aggregate_id=command.aggregate_id,
@@ -167,5 +170,5 @@ def _refused(command: CommandEnvelope, record: dict[str, Any] | None, code: str,
     # A refusal is remembered too (same command_id, same answer) but changes no state.
     new_record = None
     if record is not None:
-        new_record = {"state": record["state"], "recent": _remember(record, outcome)}
+        new_record = {"state": record["state"], "recent": _remember(record, command, outcome)}
     return Result(outcome=outcome, rejection=rejection, record=new_record)

@@ -138,10 +138,10 @@ _TARGETS_MESSAGE = frozenset({"message:edit", "message:delete", "message:react"}
 
 def create_target_stream(actor_id: str, command_id: str, payload: Mapping[str, Any]) -> str:
     """The stream a `conversation:create` goes to: the pair's direct conversation, or a new group id
-    derived from the command id. DomainError("invalid") if the payload cannot say."""
+    derived from the creator and the command id. DomainError("invalid") if the payload cannot say."""
     create = parse_command(CreateConversation, dict(payload))
     if create.kind == "group":
-        return conversation_stream_id(derive_id(command_id, "conversation"))
+        return conversation_stream_id(derive_id(f"{actor_id}|{command_id}", "conversation"))
     return conversation_stream_id(direct_conversation_id(actor_id, _direct_peer(actor_id, create)))
 
 
@@ -375,7 +375,7 @@ def _send(state: ConversationState, command: CommandEnvelope, p: SendMessage, ac
     seq = state.last_seq + 1
     sent = ev.MessageSent(
         conversation_id=state.conversation_id,
-        message_id=derive_id(command.command_id, "message"),
+        message_id=derive_id(command.key, "message"),
         seq=seq,
         sender_id=actor,
         body=p.body,

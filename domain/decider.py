@@ -105,7 +105,7 @@ def envelopes_for(
     """The envelopes to append for a decision, numbered from `state_version` (what the handler does)."""
     return [
         EventEnvelope(
-            event_id=event_id_for(command.command_id, index),
+            event_id=event_id_for(command.key, index),
             type=event.type,
             schema_version=event.schema_version,
             stream_id=command.aggregate_id,

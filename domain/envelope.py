@@ -20,8 +20,9 @@ def derive_id(command_id: str, label: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{command_id}:{label}"))
 
 
-def event_id_for(command_id: str, index: int) -> str:
-    return derive_id(command_id, f"event:{index}")
+def event_id_for(command_key: str, index: int) -> str:
+    """The id of the index-th event of a command (``command_key``: see ``CommandEnvelope.key``)."""
+    return derive_id(command_key, f"event:{index}")
 
 
 def utcnow() -> datetime:
@@ -47,6 +48,15 @@ class CommandEnvelope(BaseModel):
     issued_at: datetime
     payload: dict[str, Any] = Field(default_factory=dict)
     reply_to: str | None = None  # gateway instance awaiting the outcome
+
+    @property
+    def key(self) -> str:
+        """What makes a command the same command: its aggregate, its actor and its command id.
+
+        Ids derived from it (events, messages) cannot collide when a client reuses a command id
+        on another conversation, or when another user sends the same command id.
+        """
+        return f"{self.aggregate_id}|{self.actor_id or ''}|{self.command_id}"
 
 
 class EventEnvelope(BaseModel):

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.envelope import EventEnvelope, Rejection, iso
 
 GENESIS = "0" * 64
-CONVERSATION_PREFIX = "conversation:"
 
 Kind = Literal["event", "rejection"]
 

@@ -56,9 +56,11 @@ class Folded:
 
 
 def is_applied(doc: Doc | None, event: EventEnvelope) -> bool:
-    return doc is not None and doc.get(STREAM_FIELD) == event.stream_id and int(
-        doc.get(VERSION_FIELD, 0)
-    ) >= event.stream_version
+    return (
+        doc is not None
+        and doc.get(STREAM_FIELD) == event.stream_id
+        and int(doc.get(VERSION_FIELD, 0)) >= event.stream_version
+    )
 
 
 OnEvent = Callable[[EventEnvelope, Mapping[str, "Doc | None"]], None]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.envelope import EventEnvelope, iso
 from projections.base import Doc, IndexSpec
-
-CONVERSATION_PREFIX = "conversation:"
 
 
 class ConversationsProjection:

@@ -5,10 +5,9 @@ A deleted message keeps its place (its seq) with ``deleted: true`` and no body.
 
 from __future__ import annotations
 
+from domain.catalog import MESSAGE_EVENTS
 from domain.envelope import EventEnvelope
 from projections.base import Doc, IndexSpec
-
-MESSAGE_EVENTS = frozenset({"MessageSent", "MessageEdited", "MessageDeleted", "ReactionChanged"})
 
 
 class MessagesProjection:

@@ -15,11 +15,13 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
-from redis.exceptions import RedisError
+from bson.errors import InvalidDocument
+from pymongo.errors import BulkWriteError
 
+from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.envelope import EventEnvelope, Rejection
 from domain.upcasting import upcast
 from infra.kafka.codec import decode_event, decode_rejection
@@ -33,8 +35,14 @@ from projections.pushes import Push, pushes_for
 log = logging.getLogger("parley.worker")
 T = TypeVar("T")
 
-TRANSIENT = (ConnectionFailure, asyncio.TimeoutError, OSError, RedisError)
+# What a projection raises on an event it cannot apply (a bug, a malformed payload, a document
+# MongoDB refuses): retried a few times, then parked. Anything else is a store that is down.
+POISON: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, AttributeError, InvalidDocument, BulkWriteError)
 POISON_ATTEMPTS = 3
+PUSH_ATTEMPTS = 8  # ~30 s of backoff
+
+Item = tuple["Record", EventEnvelope]
+Apply = Callable[[Sequence[Item]], Awaitable[None]]
 
 
 class Pusher(Protocol):
@@ -81,7 +89,7 @@ class ProjectionRuntime:
 
     async def events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
-        stored: list[tuple[Record, EventEnvelope]] = []  # as in the log: what the audit trail hashes
+        stored: list[Item] = []  # as in the log: what the audit trail hashes
         for record in records:
             try:
                 stored.append((record, decode_event(record.value)))
@@ -90,36 +98,23 @@ class ProjectionRuntime:
         if not stored:
             return
         current = [(record, upcast(event)) for record, event in stored]  # today's shapes: what views read
-        events = [event for _, event in current]
-        pushes: list[Push] = []
+        pushed: dict[str, list[Push]] = {}
 
         def collect(event: EventEnvelope, docs: Mapping[str, Doc | None]) -> None:
-            pushes.extend(pushes_for(event, docs.get(event.stream_id.removeprefix("conversation:"))))
+            pushed[event.event_id] = pushes_for(event, docs.get(_conversation_of(event)))
 
         # Independent stores are written concurrently; the last projection of the catalogue
         # (conversations) only after the others, so its version vouches for all of them.
         *first, last = DOCUMENT_PROJECTIONS
         await asyncio.gather(
-            *(self._guarded(name, current, self._projection_action(name, events, collect)) for name in first),
-            self._guarded(
-                "audit", stored, lambda: self.trail.append(topic, [(r.partition, r.offset, e) for r, e in stored])
-            ),
+            *(self._guarded(name, current, self._projector(name, None)) for name in first),
+            self._guarded("audit", stored, self._trail_appender(topic)),
         )
-        await self._guarded(last, current, self._projection_action(last, events, collect))
-        offsets = _next_offsets(records)
-        names = (*DOCUMENT_PROJECTIONS, "audit")
-        await _retry_transient(lambda: self.positions.save_all(names, topic, offsets))
-        for push in pushes:
-            try:
-                await self.pusher.push(push)
-            except Exception:  # a push is a notification; the read model already has it
-                log.warning("push %s failed", push.event, exc_info=True)
-
-    def _projection_action(
-        self, name: str, events: Sequence[EventEnvelope], collect: OnEvent
-    ) -> Callable[[], Awaitable[Any]]:
-        on_event = collect if name == "conversations" else None
-        return lambda: self._apply(name, events, on_event)
+        await self._guarded(last, current, self._projector(last, collect))
+        await _retry_transient(
+            lambda: self.positions.save_all(tuple(DOCUMENT_PROJECTIONS), topic, _next_offsets(records))
+        )
+        await self._push([event for _, event in current], pushed)
 
     async def rejections_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.rejections_topic
@@ -130,38 +125,61 @@ class ProjectionRuntime:
             except Exception as exc:
                 await self.dead_letters.park(topic, record.partition, record.offset, record.value, repr(exc))
         if decoded:
-            await _retry_transient(lambda: self.trail.append(topic, decoded))
-            await _retry_transient(lambda: self.positions.save("audit", topic, _next_offsets(records)))
+            await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
 
-    async def _apply(self, name: str, events: Sequence[EventEnvelope], on_event: Any) -> None:
-        store = await self._store(name)
-        await store.apply(events, on_event)
+    def _projector(self, name: str, on_event: OnEvent | None) -> Apply:
+        async def apply(items: Sequence[Item]) -> None:
+            store = await self._store(name)
+            await store.apply([event for _, event in items], on_event)
 
-    async def _guarded(
-        self,
-        name: str,
-        decoded: Sequence[tuple[Record, EventEnvelope]],
-        action: Callable[[], Awaitable[Any]],
-    ) -> None:
-        """Retry transient failures forever; park the batch's events after repeated other failures."""
+        return apply
+
+    def _trail_appender(self, topic: str) -> Apply:
+        async def append(items: Sequence[Item]) -> None:
+            await self.trail.append(topic, [(record.partition, record.offset, event) for record, event in items])
+
+        return append
+
+    async def _push(self, events: Sequence[EventEnvelope], pushed: dict[str, list[Push]]) -> None:
+        """At-least-once pushes: events this batch applied push from the view of that moment; events
+        that were applied before (a redelivery after a crash) push again from the current view."""
+        again = [e for e in events if e.event_id not in pushed and _conversation_of(e)]
+        if again:
+            store = await self._store("conversations")
+            ids = list({_conversation_of(e) for e in again})
+            docs = {str(d["_id"]): d async for d in store.collection.find({"_id": {"$in": ids}})}
+            for event in again:
+                try:
+                    pushed[event.event_id] = pushes_for(event, docs.get(_conversation_of(event)))
+                except POISON:  # an event the views could not apply either (parked): nothing to push
+                    continue
+        for event in events:
+            for push in pushed.get(event.event_id, []):
+                try:
+                    await _retry_transient(partial(self.pusher.push, push), attempts=PUSH_ATTEMPTS)
+                except Exception:
+                    # Notifications only: the views have the event, and clients resync by query.
+                    log.error("push %s of event %s dropped after retries", push.event, event.event_id, exc_info=True)
+
+    async def _guarded(self, name: str, items: Sequence[Item], apply: Apply) -> None:
+        """Retry unavailable stores forever; park events a projection keeps failing on, one by one."""
         failures = 0
         while True:
             try:
-                await _retry_transient(action)
+                await _retry_transient(lambda: apply(items))
                 return
-            except (OperationFailure, PyMongoError, ValueError, KeyError, TypeError) as exc:
+            except POISON as exc:
                 failures += 1
                 if failures < POISON_ATTEMPTS:
                     await asyncio.sleep(0.2 * failures)
                     continue
-                if len(decoded) > 1:
-                    # Find the poison event: apply one at a time, parking only what fails.
-                    for record, event in decoded:
-                        await self._guarded(name, [(record, event)], self._single_action(name, event))
+                if len(items) > 1:  # find the poison event: the others still get applied
+                    for item in items:
+                        await self._guarded(name, [item], apply)
                     return
-                record, event = decoded[0]
+                record, event = items[0]
                 log.error(
-                    "projection %s cannot apply event %s (%s); parked in the dead-letter topic",
+                    "projection %s cannot apply event %s (%r); parked in the dead-letter topic",
                     name,
                     event.event_id,
                     exc,
@@ -172,22 +190,25 @@ class ProjectionRuntime:
                 )
                 return
 
-    def _single_action(self, name: str, event: EventEnvelope) -> Callable[[], Awaitable[Any]]:
-        async def single() -> None:
-            if name == "audit":
-                raise ValueError("audit append failed")  # audit has no single-event path: park it
-            await self._apply(name, [event], None)
 
-        return single
+def _conversation_of(event: EventEnvelope) -> str:
+    return event.stream_id.removeprefix(CONVERSATION_PREFIX) if event.stream_id.startswith(CONVERSATION_PREFIX) else ""
 
 
-async def _retry_transient(action: Callable[[], Awaitable[T]]) -> T:
+async def _retry_transient(action: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:
+    """Retry what is not poison (a store down, a failover, a timeout) with backoff: forever by default."""
     delay = 0.2
+    tries = 0
     while True:
         try:
             return await action()
-        except TRANSIENT as exc:
-            log.warning("store unavailable (%s); retrying in %.1fs", exc, delay)
+        except POISON:
+            raise
+        except Exception as exc:
+            tries += 1
+            if attempts is not None and tries >= attempts:
+                raise
+            log.warning("store unavailable (%r); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

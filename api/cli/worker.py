@@ -8,7 +8,6 @@ import atexit
 import contextlib
 import logging
 import sys
-from pathlib import Path
 
 import faust
 import redis
@@ -68,9 +67,13 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from api.cli.context import load_settings
+    from api.cli.context import NoPlatformError, load_settings
 
-    settings = load_settings(getattr(args, "data_dir", None))
+    try:
+        settings = load_settings(getattr(args, "data_dir", None))
+    except NoPlatformError as exc:
+        print(f"parley worker: {exc}", file=sys.stderr)
+        return 2
     configure_logging("worker", settings.log_level, settings.log_json)
     try:
         asyncio.run(prepare(settings))
@@ -98,7 +101,3 @@ def _forget_liveness(settings: Settings) -> None:
     key = worker_key(settings, instance_name(settings))
     with contextlib.suppress(redis.RedisError):
         redis.Redis.from_url(settings.redis_url, socket_timeout=1.0).delete(key)
-
-
-def worker_data_dir(settings: Settings) -> Path:
-    return settings.data_dir / "worker" / settings.worker_id

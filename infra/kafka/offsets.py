@@ -114,19 +114,6 @@ async def end_offsets(
     return reported
 
 
-async def beginning_offsets(
-    consumer: AIOKafkaConsumer, topic: str, partitions: Iterable[int], timeout_s: float = 10.0
-) -> dict[int, int]:
-    tps = [TopicPartition(topic, p) for p in partitions]
-    if not tps:
-        return {}
-    try:
-        starts = await asyncio.wait_for(consumer.beginning_offsets(tps), timeout_s)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise LogUnavailable(f"Kafka did not return beginning offsets of {topic}: {_describe(exc)}") from exc
-    return {tp.partition: int(offset) for tp, offset in starts.items()}
-
-
 async def log_end_offsets(
     settings: Settings, topics: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, dict[int, int]]:

@@ -102,9 +102,6 @@ class Positions:
             out[int(doc["partition"])] = int(doc["offset"])
         return out
 
-    async def reset(self, name: str) -> None:
-        await self._coll.delete_many({"name": name})
-
 
 class DocumentStore:
     """Applies batches of events to one collection through a pure projection."""

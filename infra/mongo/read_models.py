@@ -101,10 +101,18 @@ class ReadModels:
         """The conversation if ``user_id`` is a current participant, else None (no existence leak)."""
         return await (await self._coll(CONVERSATIONS)).find_one({"_id": conversation_id, "participant_ids": user_id})
 
-    async def list_conversations(self, user_id: str, limit: int, before: str | None) -> list[MongoDoc]:
-        """The caller's conversations, newest activity first, each with its unread count."""
+    async def list_conversations(
+        self, user_id: str, limit: int, before: str | None, before_id: str | None = None
+    ) -> list[MongoDoc]:
+        """The caller's conversations, newest activity first, each with its unread count and its
+        ``cursor``; ``before`` (+ ``before_id`` to break ties of equal times) pages back."""
         query: MongoDoc = {"participant_ids": user_id}
-        if before is not None:
+        if before is not None and before_id is not None:
+            query["$or"] = [
+                {"last_activity_at": {"$lt": before}},
+                {"last_activity_at": before, "_id": {"$lt": before_id}},
+            ]
+        elif before is not None:
             query["last_activity_at"] = {"$lt": before}
         conversations = await self._coll(CONVERSATIONS)
         docs = (
@@ -116,7 +124,11 @@ class ReadModels:
         messages = await self._coll(MESSAGES)
         counts = await asyncio.gather(*(self._unread(messages, doc, user_id) for doc in docs))
         return [
-            {**{f: doc.get(f) for f in CONVERSATION_FIELDS}, "unread_count": count}
+            {
+                **{f: doc.get(f) for f in CONVERSATION_FIELDS},
+                "unread_count": count,
+                "cursor": f"{doc.get('last_activity_at')}|{doc['_id']}",
+            }
             for doc, count in zip(docs, counts, strict=True)
         ]
 

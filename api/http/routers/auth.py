@@ -126,7 +126,9 @@ async def register(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
                     detail=[{"loc": ["body"], "msg": message, "type": "value_error"}],
                 )
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=message)
+            if code == "unavailable":
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=message)
+            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail="internal error")
         registered = str(outcome.data.get("user_id", user_id))
         # A login right after the 201 must find the user: wait (bounded) for the read model.
         await wait_until(lambda: read_models.user_exists(registered), USER_VISIBLE_TIMEOUT_S, USER_VISIBLE_POLL_S)

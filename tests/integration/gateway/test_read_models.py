@@ -108,6 +108,7 @@ async def test_conversation_list_newest_first_with_unread_counts(db: AsyncDataba
         "last_activity_at",
         "unread_count",
         "version",
+        "cursor",
     }
     page = await rm.list_conversations(ME, limit=1, before="2026-01-03T00:00:00.000Z")
     assert [i["conversation_id"] for i in page] == ["c-mid"]
@@ -162,3 +163,20 @@ async def test_participant_checks_and_users(db: AsyncDatabase[dict[str, Any]]) -
     credentials = await rm.credentials("me")
     assert credentials is not None and credentials.password_hash == "$argon2id$secret"
     assert await rm.credentials("nobody") is None
+
+
+async def test_list_pages_through_equal_activity_times_with_the_cursor(db: AsyncDatabase[dict[str, Any]]) -> None:
+    same = "2026-03-01T10:00:00.000Z"
+    ids = [f"c{i}" for i in range(5)]
+    await (await live(db, "conversations")).insert_many([conversation(cid, [ME], same, 0) for cid in ids])
+    read_models = ReadModels(db)
+    seen: list[str] = []
+    before: tuple[str | None, str | None] = (None, None)
+    for _ in range(5):
+        page = await read_models.list_conversations(ME, 2, *before)
+        if not page:
+            break
+        seen += [item["conversation_id"] for item in page]
+        time, _, last_id = page[-1]["cursor"].partition("|")
+        before = (time, last_id)
+    assert sorted(seen) == ids and len(seen) == len(set(seen)), "every conversation exactly once"

@@ -76,7 +76,7 @@ class Scenario:
 
     def create_group(self, actor: str, others: list[str], title: str = "team") -> str:
         cmd = self.command("conversation:create", "", actor, {})
-        conv = derive_id(cmd.command_id, "conversation")
+        conv = derive_id(f"{actor}|{cmd.command_id}", "conversation")
         payload = {"kind": "group", "participant_ids": others, "title": title}
         result = self.run(cmd.model_copy(update={"aggregate_id": conversation_stream_id(conv), "payload": payload}))
         assert result.outcome.ok, result.outcome

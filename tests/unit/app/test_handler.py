@@ -100,3 +100,43 @@ def test_apply_result_of_repeat_writes_nothing() -> None:
     repeat = handle(cmd, s.stores)
     apply_result(cmd, repeat, s.stores)
     assert s.stores.aggregates.data == snapshot  # type: ignore[attr-defined]
+
+
+def test_a_command_id_reused_elsewhere_is_a_different_command() -> None:
+    s = Scenario()
+    first, second = s.create_direct(A, B), s.create_direct(A, C)
+    shared = "4b0c3f0e-0000-4000-8000-000000000001"
+    one = s.run(
+        s.command("message:send", conversation_stream_id(first), A, {"conversation_id": first, "body": "x"}, shared)
+    )
+    two = s.run(
+        s.command("message:send", conversation_stream_id(second), A, {"conversation_id": second, "body": "y"}, shared)
+    )
+    assert one.outcome.ok and two.outcome.ok and not two.repeated
+    assert one.outcome.data["message_id"] != two.outcome.data["message_id"]
+    assert {e.event_id for e in one.events}.isdisjoint(e.event_id for e in two.events)
+
+
+def test_another_user_reusing_a_command_id_does_not_get_its_ack() -> None:
+    s = Scenario()
+    conv = s.create_group(A, [B], "team")
+    shared = "4b0c3f0e-0000-4000-8000-000000000002"
+    mine = s.run(
+        s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "a"}, shared)
+    )
+    theirs = s.run(
+        s.command("message:send", conversation_stream_id(conv), B, {"conversation_id": conv, "body": "b"}, shared)
+    )
+    assert not theirs.repeated and theirs.outcome.data["seq"] == mine.outcome.data["seq"] + 1
+
+
+def test_an_outcome_saved_ahead_of_a_lost_aggregate_save_is_not_trusted() -> None:
+    """Separate changelogs: the outcome's write survived a crash, the aggregate's did not."""
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "x"})
+    result = handle(cmd, s.stores)
+    s.stores.outcomes.put(cmd.key, result.outcome.model_dump(mode="json"))  # only this write landed
+    again = handle(cmd, s.stores)
+    assert not again.repeated, "re-decided, so the state gets the events it misses"
+    assert [e.model_dump() for e in again.events] == [e.model_dump() for e in result.events]

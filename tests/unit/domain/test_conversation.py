@@ -95,7 +95,8 @@ def test_create_target_stream() -> None:
     direct = {"kind": "direct", "participant_ids": [BOB]}
     assert create_target_stream(ALICE, "c1", direct) == conversation_stream_id(direct_conversation_id(ALICE, BOB))
     group = {"kind": "group", "participant_ids": [], "title": "x"}
-    assert create_target_stream(ALICE, "c1", group) == conversation_stream_id(derive_id("c1", "conversation"))
+    assert create_target_stream(ALICE, "c1", group) == conversation_stream_id(derive_id(f"{ALICE}|c1", "conversation"))
+    assert create_target_stream(BOB, "c1", group) != create_target_stream(ALICE, "c1", group)
     with pytest.raises(DomainError) as info:
         create_target_stream(ALICE, "c1", {"kind": "direct", "participant_ids": [ALICE]})
     assert info.value.code == "invalid"
@@ -371,7 +372,7 @@ def test_send() -> None:
         "message:send", BOB, stream.stream_id, {"conversation_id": conversation_id_of(stream.stream_id), "body": " hi "}
     )
     result = stream.run(cmd)
-    message_id = derive_id(cmd.command_id, "message")
+    message_id = derive_id(cmd.key, "message")
     assert result.data == {"message_id": message_id, "seq": 1, "sent_at": iso(cmd.issued_at), "version": 2}
     assert result.events[0].schema_version == CATALOG["MessageSent"].version == 2
     assert result.events[0].payload == {

@@ -105,7 +105,7 @@ def test_direct_conversation_goes_to_the_pairs_stream_whoever_asks() -> None:
 def test_group_conversation_id_derives_from_the_command_id() -> None:
     payload = {"kind": "group", "participant_ids": [str(uuid.uuid4())], "title": "t"}
     stream = create_aggregate("actor", "cmd-1", payload)
-    assert stream == conversation_stream_id(derive_id("cmd-1", "conversation"))
+    assert stream == conversation_stream_id(derive_id("actor|cmd-1", "conversation"))
     assert create_aggregate("actor", "cmd-1", payload) == stream
     assert create_aggregate("actor", "cmd-2", payload) != stream
 

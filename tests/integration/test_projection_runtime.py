@@ -1,0 +1,126 @@
+"""The worker's projection runtime against the real MongoDB: views, trail, positions, pushes, parking."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from domain.envelope import EventEnvelope
+from infra.kafka.codec import encode_event
+from infra.mongo.audit_trail import AuditTrail
+from infra.mongo.documents import Positions, ProjectionRegistry
+from infra.settings import Settings
+from projections.pushes import Push
+from streams.runtime import ProjectionRuntime, Record
+from tests.unit.app.scenario import USERS, Scenario
+
+pytestmark = pytest.mark.integration
+
+A, B, C, _ = USERS
+
+
+@dataclass
+class FakePusher:
+    pushes: list[Push] = field(default_factory=list)
+
+    async def push(self, push: Push) -> None:
+        self.pushes.append(push)
+
+
+@dataclass
+class FakeDeadLetters:
+    parked: list[tuple[int, int, str]] = field(default_factory=list)
+
+    async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None:
+        self.parked.append((partition, offset, reason))
+
+
+@dataclass
+class Env:
+    runtime: ProjectionRuntime
+    db: AsyncDatabase[dict[str, Any]]
+    pusher: FakePusher
+    dead: FakeDeadLetters
+
+
+@pytest.fixture
+async def env(stack_settings: Settings) -> AsyncIterator[Env]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack_settings.mongo_url, tz_aware=True)
+    name = f"test_runtime_{uuid.uuid4().hex[:8]}"
+    settings = stack_settings.model_copy(update={"mongo_db": name, "topic_prefix": f"rt-{uuid.uuid4().hex[:8]}"})
+    db = client[name]
+    registry = ProjectionRegistry(db, cache_seconds=0)
+    pusher, dead = FakePusher(), FakeDeadLetters()
+    runtime = ProjectionRuntime(
+        settings=settings,
+        registry=registry,
+        positions=Positions(db),
+        database=db,
+        trail=AuditTrail(db, registry=registry),
+        pusher=pusher,
+        dead_letters=dead,
+    )
+    try:
+        yield Env(runtime, db, pusher, dead)
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+def records(events: list[EventEnvelope], start: int = 0) -> list[Record]:
+    return [Record(0, start + i, encode_event(e)[1]) for i, e in enumerate(events)]
+
+
+async def live(env: Env, name: str) -> list[dict[str, Any]]:
+    coll = await env.runtime.registry.live_collection(name)
+    return [d async for d in env.db[coll].find().sort("_id")]
+
+
+async def test_a_batch_reaches_every_view_the_trail_positions_and_participants(env: Env) -> None:
+    s = Scenario()
+    conv = s.create_group(A, [B], "team")
+    sent = s.on(conv, "message:send", B, body="hello")
+    await env.runtime.events_batch(records(s.log))
+    (message,) = await live(env, "messages")
+    assert message["body"] == "hello" and message["_cid"] == sent.events[0].correlation_id
+    assert len(await live(env, "audit")) == len(s.log)
+    new = [p for p in env.pusher.pushes if p.event == "message:new"]
+    assert len(new) == 1 and set(new[0].user_ids) == {A, B}
+    positions = await Positions(env.db).load("messages", env.runtime.settings.events_topic)
+    assert positions == {0: len(s.log)}
+
+
+async def test_a_redelivered_batch_changes_no_view_and_pushes_again(env: Env) -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    s.on(conv, "message:send", A, body="once")
+    await env.runtime.events_batch(records(s.log))
+    views = {name: await live(env, name) for name in ("conversations", "messages", "audit")}
+    first = len(env.pusher.pushes)
+    await env.runtime.events_batch(records(s.log))  # at-least-once: the same records again
+    assert {name: await live(env, name) for name in views} == views
+    assert len(env.pusher.pushes) == 2 * first, "pushes are at-least-once, never lost on redelivery"
+
+
+async def test_undecodable_and_poison_events_are_parked_and_the_rest_applied(env: Env) -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    good = s.on(conv, "message:send", A, body="fine").events[0]
+    poison = good.model_copy(
+        update={"event_id": str(uuid.uuid4()), "stream_version": 3, "payload": {"message_id": str(uuid.uuid4())}}
+    )
+    batch = [*records(s.log), Record(0, 2, b"not json"), *records([poison], start=3)]
+    await env.runtime.events_batch(batch)
+    reasons: dict[int, list[str]] = {}
+    for _, offset, reason in env.dead.parked:
+        reasons.setdefault(offset, []).append(reason.split(":")[0])
+    assert 2 in reasons, "the undecodable record is parked"
+    assert {"messages", "conversations"} <= set(reasons[3]), "each projection that cannot apply it parks it"
+    assert 0 not in reasons and 1 not in reasons
+    assert [m["body"] for m in await live(env, "messages")] == ["fine"]
