@@ -508,8 +508,15 @@ class BulkLoadStore(DocumentStore):
     async def apply(self, events: Sequence[EventEnvelope], on_event: Any = None) -> Folded:
         ids = ids_touched(self.projection, events)
         current: dict[str, MongoDoc | None] = dict.fromkeys(ids)
-        if ids:
-            async for found in self.collection.find({"_id": {"$in": ids}}):
+        # A document first touched here by the event that creates it cannot exist yet (but for a
+        # repeated copy of that event, which the insert's duplicate key catches): no lookup.
+        first: dict[str, str] = {}
+        for event in events:
+            for doc_id in self.projection.doc_ids(event):
+                first.setdefault(doc_id, event.type)
+        lookup = [i for i in ids if first.get(i) not in self.projection.creating_events]
+        if lookup:
+            async for found in self.collection.find({"_id": {"$in": lookup}}):
                 current[str(found["_id"])] = found
         folded = fold(self.projection, current, events)
         inserts: list[MongoDoc] = []

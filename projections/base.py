@@ -36,6 +36,7 @@ class DocumentProjection(Protocol):
 
     name: str
     indexes: tuple[IndexSpec, ...]
+    creating_events: frozenset[str]  # event types whose document cannot exist before them
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         """The ids of the documents this event changes (empty: the projection ignores it)."""

@@ -15,6 +15,7 @@ class ConversationsProjection:
         IndexSpec((("participant_ids", 1), ("last_activity_at", -1)), name="by_participant_activity"),
         IndexSpec((("kind", 1),), name="by_kind"),
     )
+    creating_events: frozenset[str] = frozenset({"ConversationCreated"})
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         if not event.stream_id.startswith(CONVERSATION_PREFIX):

@@ -16,6 +16,7 @@ class MessagesProjection:
         IndexSpec((("conversation_id", 1), ("seq", -1)), unique=True, name="by_conversation_seq"),
         IndexSpec((("sender_id", 1), ("sent_at", -1)), name="by_sender"),
     )
+    creating_events: frozenset[str] = frozenset({"MessageSent"})
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         if event.type in MESSAGE_EVENTS:

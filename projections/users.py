@@ -9,6 +9,7 @@ from projections.base import Doc, IndexSpec
 class UsersProjection:
     name: str = "users"
     indexes: tuple[IndexSpec, ...] = (IndexSpec((("username_normalised", 1),), unique=True, name="by_username"),)
+    creating_events: frozenset[str] = frozenset({"UserRegistered"})
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         if event.type == "UserRegistered":

@@ -28,6 +28,7 @@ class MessageCounts:
 
     name: str = "message_counts"
     indexes: tuple[IndexSpec, ...] = (IndexSpec((("count", -1),), name="by_count"),)
+    creating_events: frozenset[str] = frozenset()
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         return [event.stream_id] if event.type in ("ConversationCreated", "MessageSent") else []
