@@ -47,5 +47,5 @@ def test_compose_settings_validate_as_production() -> None:
         for k, v in env.items()
         if k.startswith("PARLEY_")
     }
-    settings = Settings(**values)
+    settings = Settings.model_validate(values)
     assert settings.environment == "production" and settings.partitions == 12

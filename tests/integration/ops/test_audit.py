@@ -183,17 +183,21 @@ async def test_verify_while_the_trail_keeps_growing_raises_no_false_alarm(ops: O
     await agent.step()
     stop = asyncio.Event()
 
+    warmed_up = asyncio.Event()
+
     async def platform() -> None:  # users keep chatting, the worker keeps recording
         n = 0
         while not stop.is_set():
             await ops.produce([more.message(conversations[n % 6], users[n % 3], f"live {n}") for _ in range(3)])
             await agent.step()
             n += 1
+            if n >= 5:
+                warmed_up.set()
 
     before = await ops.db[await live_trail_collection(ops.db)].count_documents({})
     task = asyncio.create_task(platform())
     try:
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(warmed_up.wait(), 60)  # >= 15 records recorded, and it goes on
         report = await verify_trail(ops.settings, ops.db)
     finally:
         stop.set()

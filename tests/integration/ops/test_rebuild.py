@@ -124,11 +124,15 @@ async def test_rebuild_while_serving_ends_with_every_live_write(ops: OpsEnv) -> 
     conversation = more.conversation(users[0], users[1:])
     stop = asyncio.Event()
 
+    enough_live_writes = asyncio.Event()
+
     async def writer() -> None:  # users keep chatting during the rebuild
         n = 0
         while not stop.is_set():
             await ops.produce([more.message(conversation, users[n % 3], f"live {n}")])
             n += 1
+            if n > 20:
+                enough_live_writes.set()
             await asyncio.sleep(0.005)
 
     async def serving() -> None:  # the worker keeps applying them to whatever is live
@@ -139,7 +143,7 @@ async def test_rebuild_while_serving_ends_with_every_live_write(ops: OpsEnv) -> 
     tasks = [asyncio.create_task(writer()), asyncio.create_task(serving())]
     try:
         report = await rebuild_projection(ops.settings, "messages", batch_size=500)
-        await asyncio.sleep(0.3)  # keep serving a little after the swap
+        await asyncio.wait_for(enough_live_writes.wait(), 60)  # keep serving a little after the swap
     finally:
         stop.set()
         await asyncio.gather(*tasks)
