@@ -103,38 +103,16 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
     holder: dict[str, WorkerServices] = {}
     lock = asyncio.Lock()
 
-    commands_topic = app.topic(
-        settings.commands_topic,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=settings.partitions,
-    )
-    events_topic = app.topic(
-        settings.events_topic,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=settings.partitions,
-    )
-    rejections_topic = app.topic(
-        settings.rejections_topic,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=settings.partitions,
-    )
-    dead_letter_topic = app.topic(
-        settings.dead_letter_topic,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=1,
-    )
+    def raw_topic(name: str, partitions: int) -> Any:
+        """A topic of undecoded bytes: the codec (infra/kafka/codec.py) decodes, not Faust."""
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw", partitions=partitions
+        )
+
+    commands_topic = raw_topic(settings.commands_topic, settings.partitions)
+    events_topic = raw_topic(settings.events_topic, settings.partitions)
+    rejections_topic = raw_topic(settings.rejections_topic, settings.partitions)
+    dead_letter_topic = raw_topic(settings.dead_letter_topic, 1)
 
     async def services() -> WorkerServices:
         if "s" not in holder:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from api.http.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.events import EventContext, EventRunner
@@ -68,6 +70,19 @@ def canonical_uuid(value: object) -> str | None:
         return str(uuid.UUID(value))
     except ValueError:
         return None
+
+
+class ConversationPayload(BaseModel):
+    """A query or signal about one conversation; its id in the canonical form commands use."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    conversation_id: str = Field(min_length=1, max_length=64)
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        return canonical_uuid(value) or value
 
 
 def conversation_aggregate(actor_id: str, command_id: str, payload: dict[str, Any]) -> str:

@@ -5,27 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from api.http.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
-from api.socket.commands import CommandHandlers, canonical_uuid
+from api.socket.commands import CommandHandlers, ConversationPayload
 from api.socket.events import EventContext, EventRunner
 
 COMMANDS = ("message:send", "message:edit", "message:delete", "message:react", "message:read")
 
 
-class MessageHistory(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    conversation_id: str = Field(min_length=1, max_length=64)
-
-    @field_validator("conversation_id")
-    @classmethod
-    def _canonical(cls, value: str) -> str:
-        """The same canonical UUID text the commands use (an id in another case still matches)."""
-        return canonical_uuid(value) or value
-
+class MessageHistory(ConversationPayload):
     before_seq: int | None = Field(default=None, ge=0)
     limit: int = Field(default=50, ge=1, le=100)
 

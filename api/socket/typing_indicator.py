@@ -5,26 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from api.http.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
-from api.socket.commands import canonical_uuid
+from api.socket.commands import ConversationPayload
 from api.socket.events import EventContext, EventRunner
 from api.socket.rooms import user_room
 
 
-class Typing(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    conversation_id: str = Field(min_length=1, max_length=64)
-
-    @field_validator("conversation_id")
-    @classmethod
-    def _canonical(cls, value: str) -> str:
-        """The same canonical UUID text the commands use (an id in another case still matches)."""
-        return canonical_uuid(value) or value
-
+class Typing(ConversationPayload):
     on: bool
 
 

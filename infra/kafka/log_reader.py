@@ -184,17 +184,10 @@ class LogReader:
     ) -> AsyncIterator[list[Record]]:
         """Undecoded records from ``start`` (default 0) up to ``end`` (default: the snapshot)."""
         parts = sorted(self.partitions if partitions is None else set(partitions) & set(self.partitions))
-        begin = {p: int((start or {}).get(p, 0)) for p in parts}
-        stop_at = {p: int((end or self.end_offsets).get(p, self.end_offsets.get(p, 0))) for p in parts}
-        self.positions.update(begin)
-        active = {p for p in parts if begin[p] < stop_at[p]}
+        stop_at, active, tps = self._assign(parts, start, end)
         if not active:
             return
         consumer = self.consumer
-        tps = {p: TopicPartition(self.topic, p) for p in parts}
-        consumer.assign([tps[p] for p in sorted(active)])
-        for p in active:
-            consumer.seek(tps[p], begin[p])
         last_progress = time.monotonic()
         while active:
             try:
@@ -241,6 +234,21 @@ class LogReader:
             where = ", ".join(f"{self.topic}:{p}@{self.positions.get(p, 0)}" for p in sorted(active))
             raise LogUnavailable(f"no progress reading the log for {self.timeout_s:.0f}s at {where}")
 
+    def _assign(
+        self, parts: list[int], start: Mapping[int, int] | None, end: Mapping[int, int] | None
+    ) -> tuple[dict[int, int], set[int], dict[int, TopicPartition]]:
+        """Where each partition starts and stops; assigns and positions the consumer on those with work."""
+        begin = {p: int((start or {}).get(p, 0)) for p in parts}
+        stop_at = {p: int((end or self.end_offsets).get(p, self.end_offsets.get(p, 0))) for p in parts}
+        self.positions.update(begin)
+        active = {p for p in parts if begin[p] < stop_at[p]}
+        tps = {p: TopicPartition(self.topic, p) for p in parts}
+        if active:
+            self.consumer.assign([tps[p] for p in sorted(active)])
+            for p in active:
+                self.consumer.seek(tps[p], begin[p])
+        return stop_at, active, tps
+
     async def batches(
         self,
         decode: Decoder[T],
@@ -274,17 +282,10 @@ class LogReader:
         ``lambda e: (e.value.occurred_at, e.partition, e.offset)``.
         """
         parts = list(self.partitions)
-        begin = {p: int((start or {}).get(p, 0)) for p in parts}
-        stop_at = {p: int((end or self.end_offsets).get(p, self.end_offsets.get(p, 0))) for p in parts}
-        self.positions.update(begin)
-        active = {p for p in parts if begin[p] < stop_at[p]}
+        stop_at, active, tps = self._assign(parts, start, end)
         if not active:
             return
         consumer = self.consumer
-        tps = {p: TopicPartition(self.topic, p) for p in parts}
-        consumer.assign([tps[p] for p in sorted(active)])
-        for p in active:
-            consumer.seek(tps[p], begin[p])
         buffers: dict[int, deque[LogEntry[T]]] = {p: deque() for p in parts}
         heap: list[tuple[Any, int, int, LogEntry[T]]] = []
         pending = set(active)  # active partitions without a head in the heap
