@@ -28,6 +28,8 @@ async def test_a_taken_username_is_409_in_any_case(http: httpx.AsyncClient) -> N
     assert (await register(http, name)).status_code == 201
     assert (await register(http, name)).status_code == 409
     assert (await register(http, name.upper(), password="another password")).status_code == 409
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in name.upper())  # the same name after NFKC + casefold
+    assert (await register(http, fullwidth, password="another password")).status_code == 409
 
 
 @pytest.mark.parametrize(
