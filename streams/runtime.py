@@ -28,7 +28,7 @@ from infra.kafka.codec import decode_event, decode_rejection
 from infra.logging import correlation_id_var, message_type_var
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry
 from infra.settings import Settings
-from projections.base import Doc, OnEvent
+from projections.base import Doc, DocumentProjection, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import Push, pushes_for
 
@@ -77,13 +77,15 @@ class ProjectionRuntime:
     trail: Trail
     pusher: Pusher
     dead_letters: DeadLetters
+    # The catalogue's order matters: the last one is applied after the others (see events_batch).
+    projections: Mapping[str, DocumentProjection] = field(default_factory=lambda: dict(DOCUMENT_PROJECTIONS))
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
 
     async def _store(self, name: str) -> DocumentStore:
         collection = await self.registry.live_collection(name)
         store = self._stores.get(name)
         if store is None or store.collection.name != collection:
-            store = DocumentStore(self.database[collection], DOCUMENT_PROJECTIONS[name])
+            store = DocumentStore(self.database[collection], self.projections[name])
             self._stores[name] = store
         return store
 
@@ -105,14 +107,16 @@ class ProjectionRuntime:
 
         # Independent stores are written concurrently; the last projection of the catalogue
         # (conversations) only after the others, so its version vouches for all of them.
-        *first, last = DOCUMENT_PROJECTIONS
+        names = list(self.projections)
+        first, last = names[:-1], names[-1:]
         await asyncio.gather(
             *(self._guarded(name, current, self._projector(name, None)) for name in first),
             self._guarded("audit", stored, self._trail_appender(topic)),
         )
-        await self._guarded(last, current, self._projector(last, collect))
+        for name in last:
+            await self._guarded(name, current, self._projector(name, collect if name == "conversations" else None))
         await _retry_transient(
-            lambda: self.positions.save_all(tuple(DOCUMENT_PROJECTIONS), topic, _next_offsets(records))
+            lambda: self.positions.save_all(tuple(self.projections), topic, _next_offsets(records))
         )
         await self._push([event for _, event in current], pushed)
 
@@ -144,7 +148,7 @@ class ProjectionRuntime:
         """At-least-once pushes: events this batch applied push from the view of that moment; events
         that were applied before (a redelivery after a crash) push again from the current view."""
         again = [e for e in events if e.event_id not in pushed and _conversation_of(e)]
-        if again:
+        if again and "conversations" in self.projections:
             store = await self._store("conversations")
             ids = list({_conversation_of(e) for e in again})
             docs = {str(d["_id"]): d async for d in store.collection.find({"_id": {"$in": ids}})}
