@@ -47,7 +47,10 @@ async def tail_consumer(settings: Settings, topic: str) -> AIOKafkaConsumer:
     """A group-less consumer positioned at the current end of every partition of ``topic``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, fetch_max_wait_ms=50)
     await consumer.start()
-    await consumer.topics()
+    async with asyncio.timeout(30):  # a topic created a moment ago may not be in the metadata yet
+        while not consumer.partitions_for_topic(topic):
+            await consumer.topics()
+            await asyncio.sleep(0.05)
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
