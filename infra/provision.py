@@ -45,6 +45,7 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
         # The system of record: never expire events.
         TopicSpec(settings.events_topic, n, {"retention.ms": "-1"}),
         TopicSpec(settings.rejections_topic, n, {"retention.ms": "-1"}),
+        TopicSpec(settings.refusals_topic, n, {"retention.ms": "-1"}),
         TopicSpec(settings.dead_letter_topic, 1, {"retention.ms": "-1"}),
         *(TopicSpec(settings.table_changelog_topic(table), n, {"cleanup.policy": "compact"}) for table in FAUST_TABLES),
     ]

@@ -198,7 +198,7 @@ async def rebuild_missing(
 
 async def _log_has_work(settings: Settings, name: str, projection: DocumentProjection | None) -> bool:
     if projection is None:  # the audit trail records everything on either topic
-        for topic in (settings.events_topic, settings.rejections_topic):
+        for topic in (settings.events_topic, *settings.rejection_topics):
             async with LogReader(settings, topic) as reader:
                 if reader.total > 0:
                     return True
@@ -395,7 +395,7 @@ class _Rebuild:
         trail = AuditTrail(self.db, collection=target, registry=self.registry)
         topics: list[tuple[str, Callable[[Record], EventEnvelope | Rejection | None]]] = [
             (self.settings.events_topic, decode_event_record),
-            (self.settings.rejections_topic, decode_rejection_record),
+            *((topic, decode_rejection_record) for topic in self.settings.rejection_topics),
         ]
         readers: dict[str, LogReader] = {}
         positions: dict[str, dict[int, int]] = {}
@@ -665,8 +665,8 @@ async def projection_status(
     from infra.kafka.offsets import log_end_offsets
 
     catalogue = dict(projections) if projections is not None else document_projections()
-    events, rejections = settings.events_topic, settings.rejections_topic
-    ends = await log_end_offsets(settings, [events, rejections])
+    events, rejections = settings.events_topic, list(settings.rejection_topics)
+    ends = await log_end_offsets(settings, [events, *rejections])
     client = mongo_client(settings)
     try:
         db = mongo_db(client, settings)
@@ -677,7 +677,7 @@ async def projection_status(
             entry = await registry.entry(name)
             coll = str(entry["collection"]) if entry else collection_for(name, 1)
             generation = int(entry["generation"]) if entry else 1
-            topics = [events] if name != AUDIT else [events, rejections]
+            topics = [events] if name != AUDIT else [events, *rejections]
             parts: list[PartitionStatus] = []
             for topic in topics:
                 positions = await saved.load(name, topic)

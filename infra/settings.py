@@ -90,7 +90,19 @@ class Settings(BaseSettings):
 
     @property
     def rejections_topic(self) -> str:
+        """Commands the domain refused (written by workers only)."""
         return f"{self.topic_prefix}.rejections"
+
+    @property
+    def refusals_topic(self) -> str:
+        """Commands a gateway refused itself: validation, authentication (written by gateways only).
+
+        Kept apart from the worker's rejections so that no partition has two kinds of producer."""
+        return f"{self.topic_prefix}.refusals"
+
+    @property
+    def rejection_topics(self) -> tuple[str, str]:
+        return (self.rejections_topic, self.refusals_topic)
 
     @property
     def dead_letter_topic(self) -> str:

@@ -112,6 +112,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
     commands_topic = raw_topic(settings.commands_topic, settings.partitions)
     events_topic = raw_topic(settings.events_topic, settings.partitions)
     rejections_topic = raw_topic(settings.rejections_topic, settings.partitions)
+    refusals_topic = raw_topic(settings.refusals_topic, settings.partitions)
     dead_letter_topic = raw_topic(settings.dead_letter_topic, 1)
 
     async def services() -> WorkerServices:
@@ -180,7 +181,13 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
     async def trail_rejections(stream: StreamT[bytes]) -> None:
         async for batch in cast(Any, stream).take_events(500, within=0.2):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
-            await (await services()).projections.rejections_batch(records)
+            await (await services()).projections.rejections_batch(records, settings.rejections_topic)
+
+    @app.agent(refusals_topic, name="trail-refusals")
+    async def trail_refusals(stream: StreamT[bytes]) -> None:
+        async for batch in cast(Any, stream).take_events(500, within=0.2):
+            records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
+            await (await services()).projections.rejections_batch(records, settings.refusals_topic)
 
     async def heartbeat() -> None:
         # Ready = a consumer assignment exists, no rebalance is under way and tables are recovered.

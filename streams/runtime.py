@@ -115,13 +115,12 @@ class ProjectionRuntime:
         )
         for name in last:
             await self._guarded(name, current, self._projector(name, collect if name == "conversations" else None))
-        await _retry_transient(
-            lambda: self.positions.save_all(tuple(self.projections), topic, _next_offsets(records))
-        )
+        await _retry_transient(lambda: self.positions.save_all(tuple(self.projections), topic, _next_offsets(records)))
         await self._push([event for _, event in current], pushed)
 
-    async def rejections_batch(self, records: Sequence[Record]) -> None:
-        topic = self.settings.rejections_topic
+    async def rejections_batch(self, records: Sequence[Record], topic: str | None = None) -> None:
+        """Refused commands (the workers' rejections, or with ``topic`` the gateways' refusals)."""
+        topic = topic or self.settings.rejections_topic
         decoded: list[tuple[int, int, EventEnvelope | Rejection]] = []
         for record in records:
             try:

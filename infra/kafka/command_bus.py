@@ -151,7 +151,7 @@ class CommandBus:
         key, value, headers = encode_rejection(rejection)
         try:
             async with asyncio.timeout(self._rejection_timeout_s):
-                await producer.send_and_wait(self._settings.rejections_topic, value, key=key, headers=headers)
+                await producer.send_and_wait(self._settings.refusals_topic, value, key=key, headers=headers)
         except (TimeoutError, KafkaError) as exc:
             extra = {"command_id": rejection.command_id, "correlation_id": rejection.correlation_id}
             log.warning("rejection not recorded: %s", exc, extra=extra)

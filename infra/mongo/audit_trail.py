@@ -196,7 +196,7 @@ async def verify_trail(
     expected_chains: set[str] = set()
     topics = [
         (settings.events_topic, decode_event_record),
-        (settings.rejections_topic, decode_rejection_record),
+        *((topic, decode_rejection_record) for topic in settings.rejection_topics),
     ]
     for topic, decode in topics:
         reached = await Positions(db).load(AUDIT, topic) if name == live else {}

@@ -91,6 +91,17 @@ async def test_refused_commands_reach_the_trail_and_the_trail_verifies(platform:
                 await asyncio.sleep(0.1)
         assert record["kind"] == "rejection" and record["outcome"] == "refused:not_found"
         assert record["actor_id"] == eve.user_id
+
+        # A refusal at the gateway (validation) reaches the trail too, through its own topic.
+        refused_cid = f"invalid-{uuid.uuid4().hex}"
+        invalid = {"conversation_id": conv, "body": "", "correlation_id": refused_cid}
+        assert await eve.error("message:send", invalid) == "invalid"
+        at_gateway = None
+        async with asyncio.timeout(15):
+            while at_gateway is None:
+                at_gateway = await trail.find_one({"correlation_id": refused_cid})
+                await asyncio.sleep(0.1)
+        assert at_gateway["outcome"] == "refused:invalid" and at_gateway["chain"].startswith(settings.refusals_topic)
     finally:
         await client.close()
 

@@ -168,8 +168,8 @@ async def test_start_fails_fast_when_redis_is_unreachable(stack_settings: Settin
     assert time.monotonic() - started < 10
 
 
-async def test_gateway_refusals_land_in_the_rejections_topic(lonely: Settings, bus: CommandBus) -> None:
-    consumer = await tail_consumer(lonely, lonely.rejections_topic)
+async def test_gateway_refusals_land_in_the_refusals_topic(lonely: Settings, bus: CommandBus) -> None:
+    consumer = await tail_consumer(lonely, lonely.refusals_topic)
     try:
         await bus.publish_rejection(
             command_id="c-1",

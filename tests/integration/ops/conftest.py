@@ -151,6 +151,7 @@ class OpsEnv:
                 [
                     NewTopic(self.settings.events_topic, events, 1),
                     NewTopic(self.settings.rejections_topic, rejections, 1),
+                    NewTopic(self.settings.refusals_topic, rejections, 1),
                 ]
             )
         finally:
@@ -206,7 +207,7 @@ async def ops(ops_servers: Settings) -> AsyncIterator[OpsEnv]:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="ops-tests")
         try:
             await admin.start()
-            await admin.delete_topics([settings.events_topic, settings.rejections_topic])
+            await admin.delete_topics([settings.events_topic, *settings.rejection_topics])
         except Exception:  # best effort: the topic names are unique to this test anyway
             pass
         finally:

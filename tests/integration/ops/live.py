@@ -73,11 +73,11 @@ class LiveAgent:
                 await self.runtime.events_batch([Record(e.partition, e.offset, e.value) for e in batch])
                 n += len(batch)
             self.positions[events] = dict(reader.positions)
-        if self.audit:
-            rejections = self.settings.rejections_topic
+        for rejections in self.settings.rejection_topics if self.audit else ():
             async with LogReader(self.settings, rejections, batch_size=self.batch_size) as reader:
                 async for chunk in reader.batches(_raw, start=self.positions.get(rejections)):
-                    await self.runtime.rejections_batch([Record(e.partition, e.offset, e.value) for e in chunk])
+                    records = [Record(e.partition, e.offset, e.value) for e in chunk]
+                    await self.runtime.rejections_batch(records, rejections)
                     n += len(chunk)
                 self.positions[rejections] = dict(reader.positions)
         return n
