@@ -3,7 +3,7 @@
     python -m bench.rebuild [--events 100000] [--data-dir DIR]
 
 With ``--data-dir`` it uses the servers of the ``parley up`` running on DIR; without, it
-starts a throwaway local stack (Kafka on its S3-backed log, MongoDB) in a temporary dir.
+starts a throwaway local stack (Kafka, MongoDB) in a temporary dir.
 Either way it writes into its own topics (prefix ``bench-<id>``) and its own database, so
 the platform's data is untouched, and removes both at the end (``--keep`` keeps them).
 
@@ -141,14 +141,15 @@ async def servers(data_dir: Path | None) -> AsyncIterator[Settings]:
     from infra.localstack.stack import LocalStack
 
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        # Only Kafka (with its S3 log) and MongoDB: the other URLs are set so that none start.
+        # Only Kafka and MongoDB: the other URLs are set so that none start.
         base = Settings(
             data_dir=Path(tmp),
             redis_url="redis://127.0.0.1:1",
             elasticsearch_url="http://127.0.0.1:1",
+            s3_endpoint="127.0.0.1:1",
         )
         stack = LocalStack(base, DataDir.at(Path(tmp)))
-        print("starting a throwaway local stack (Kafka + S3 log, MongoDB) ...", file=sys.stderr)
+        print("starting a throwaway local stack (Kafka, MongoDB) ...", file=sys.stderr)
         try:
             yield await stack.start()
         finally:

@@ -2,7 +2,7 @@
 
 Run by `parley up` before the worker and gateway start, and safe to run again at any time.
 Topics are created explicitly with their partition counts before anything else touches them:
-Tansu (and Kafka with auto-create on) would otherwise create them on the first metadata
+a broker with auto-create on would otherwise create them on the first metadata
 request with a default count, and a Faust changelog whose partition count differs from its
 source topic crashes the worker.
 """
@@ -81,8 +81,7 @@ async def ensure_topics(settings: Settings) -> None:
                 message = entry[2] if len(entry) > 2 else ""
                 raise ProvisionError(f"creating topic {name} failed: error {code} {message or ''}".strip())
         # Only now describe them: describing a missing topic would auto-create it with the default count.
-        described = await admin.describe_topics([t.name for t in plan])
-        actual = {d["topic"]: len(d["partitions"]) for d in described}
+        actual = await _partition_counts(admin, [t.name for t in plan])
         for t in plan:
             if actual.get(t.name) != t.partitions:
                 raise ProvisionError(
@@ -91,6 +90,23 @@ async def ensure_topics(settings: Settings) -> None:
                 )
     finally:
         await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str], within_s: float = 30.0) -> dict[str, int]:
+    """Each topic's partition count once every partition has a leader.
+
+    A topic created a moment ago is known to the controller before the broker's metadata cache
+    has it: until then it is described with an error or without partitions or leaders."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        described = await admin.describe_topics(names)
+        settled = all(
+            d.get("error_code", 0) == 0 and d["partitions"] and all(p.get("leader", -1) >= 0 for p in d["partitions"])
+            for d in described
+        )
+        if settled or asyncio.get_running_loop().time() > deadline:
+            return {d["topic"]: len(d["partitions"]) for d in described}
+        await asyncio.sleep(0.1)
 
 
 def ensure_bucket(settings: Settings, bucket: str) -> None:

@@ -44,9 +44,8 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, le=5)
     kafka_session_timeout_s: float = 10.0
     kafka_heartbeat_s: float = 2.0
-    # How long a consumer's fetch may wait for data. Real Kafka answers as soon as data arrives
-    # (500 is fine there); the local broker holds an empty fetch for the whole wait.
-    kafka_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
+    # The local broker's JVM heap (`parley up` only; production sizes its brokers itself).
+    local_kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
 
     # Worker
     worker_id: str = "parley-worker"  # the Faust app id, i.e. the consumer group

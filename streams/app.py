@@ -24,7 +24,7 @@ from commands.handler import Stores, apply_result, handle
 from domain.envelope import CommandEnvelope, Outcome
 from infra.kafka.codec import decode_command, encode_event, encode_rejection
 from infra.settings import Settings
-from streams.kafka_tuning import tuned_app
+from streams.idempotent import ParleyApp
 from streams.runtime import DeadLetters, ProjectionRuntime, Record, bind_log_context
 
 log = logging.getLogger("parley.worker")
@@ -80,8 +80,7 @@ ServiceFactory = Callable[[faust.App, DeadLetters], Awaitable[WorkerServices]]
 def create_app(settings: Settings, worker_dir: str, build_services: ServiceFactory) -> faust.App:
     """Build the Faust app. Services (clients) are built lazily inside the worker's event loop."""
     brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",") if h.strip()]
-    app = tuned_app(
-        settings.kafka_fetch_wait_ms,
+    app = ParleyApp(
         settings.worker_id,
         broker=brokers,
         store=settings.table_store,

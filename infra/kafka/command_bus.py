@@ -76,7 +76,7 @@ class CommandBus:
                     bootstrap_servers=self._settings.kafka_bootstrap,
                     client_id=self.instance_id,
                     acks="all",
-                    enable_idempotence=False,  # the local broker refuses InitProducerId
+                    enable_idempotence=True,
                     request_timeout_ms=self._request_timeout_ms,
                     linger_ms=0,
                 ),

@@ -1,7 +1,7 @@
 """Reading the log from the beginning (or given offsets) up to a snapshot of its end.
 
-A plain consumer with every partition assigned (no group: group joins on the local broker
-are slow), fetched in batches so that a long log never sits in memory. Two shapes:
+A plain consumer with every partition assigned (no group: reading the log must never make a
+running worker rebalance), fetched in batches so that a long log never sits in memory. Two shapes:
 
 - ``LogReader.batches``: lists of entries, each partition in offset order (what a rebuild
   or the audit trail needs: streams are partition-local);

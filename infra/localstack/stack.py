@@ -22,18 +22,14 @@ from infra.localstack.datadir import (
 )
 from infra.localstack.ports import choose_ports
 from infra.localstack.servers import (
-    KAFKA_LOG_BUCKET,
     LOCAL_HOST,
     BinaryMissing,
-    KafkaServer,
     LaunchContext,
     LocalServer,
-    S3Server,
     ServerStartError,
     all_servers,
 )
 from infra.localstack.supervisor import Child, Supervisor, with_log_tail
-from infra.provision import ensure_bucket
 from infra.settings import Settings
 
 SERVER_READY_TIMEOUT_S = 60.0
@@ -56,7 +52,8 @@ class LocalStack:
         self.data_dir.create()
         secrets = load_or_create_secrets(self.data_dir)
         stored = read_ports(self.data_dir)
-        self.ports = choose_ports([s.role for s in self.servers], stored, LOCAL_HOST)
+        names = [name for s in self.servers for name in (s.role, *s.extra_ports)]
+        self.ports = choose_ports(names, stored, LOCAL_HOST)
         write_ports(self.data_dir, {**stored, **self.ports})
         updates: dict[str, Any] = {"data_dir": self.data_dir.root}
         if not self.settings.jwt_secret:
@@ -73,23 +70,9 @@ class LocalStack:
         On failure raises ServerStartError (the caller stops the supervisor's children).
         """
         resolved = self.resolve()
-        by_role = {s.role: s for s in self.servers}
-        s3 = by_role.get(S3Server.role)
-        kafka = by_role.get(KafkaServer.role)
-        others = [s for s in self.servers if s is not s3 and s is not kafka]
-
-        async def s3_then_kafka() -> None:
-            if s3 is not None:
-                await self._start_one(s3, resolved)
-            if kafka is not None:
-                if s3 is None:  # an external S3 keeps the log: its bucket must exist first
-                    await asyncio.to_thread(_ensure_log_bucket, resolved)
-                await self._start_one(kafka, resolved)
-
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(s3_then_kafka())
-                for server in others:
+                for server in self.servers:
                     tg.create_task(self._start_one(server, resolved))
         except ExceptionGroup as group:
             # Report the first server that failed; the TaskGroup already cancelled the others.
@@ -100,13 +83,14 @@ class LocalStack:
         return resolved
 
     async def _start_one(self, server: LocalServer, settings: Settings) -> None:
-        ctx = LaunchContext(self.data_dir, self.ports[server.role], settings)
+        extra = {name: self.ports[name] for name in server.extra_ports}
+        ctx = LaunchContext(self.data_dir, self.ports[server.role], settings, extra)
         try:
             argv = server.argv(ctx)
         except BinaryMissing as e:
             raise ServerStartError(f"{server.name} cannot start: {e}") from None
         try:
-            server.prepare(ctx)
+            await asyncio.to_thread(server.prepare, ctx)
             child = self.supervisor.start(
                 server.name,
                 argv,
@@ -153,7 +137,3 @@ async def _wait_ready(server: LocalServer, ctx: LaunchContext, child: Child, dea
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _ensure_log_bucket(settings: Settings) -> None:
-    ensure_bucket(settings, KAFKA_LOG_BUCKET)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from minio.error import S3Error
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
@@ -24,6 +24,7 @@ from infra.settings import Settings
 pytestmark = pytest.mark.integration
 
 TEST_DB = "parley_localstack_test"
+JVM_EXIT_ON_SIGTERM = 143
 
 
 def _mongo(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
@@ -206,3 +207,90 @@ async def test_mongo_moves_to_a_new_port_and_keeps_its_data(stack_settings: Sett
         await stack.supervisor.stop_all()
         occupant.close()
     assert all(c.exit_code() == 0 for c in stack.supervisor.children)
+
+
+async def test_kafka_moves_to_new_ports_and_keeps_its_log(stack_settings: Settings, tmp_path: Path) -> None:
+    """Only Kafka local: both stored ports (broker and controller) are taken on restart; the
+    static controller quorum follows the new config, and every record written before is read back."""
+    data_dir = DataDir.at(tmp_path / "data")
+    settings = stack_settings.model_copy(update={"kafka_bootstrap": "", "data_dir": data_dir.root})
+    stack = LocalStack(settings, data_dir)
+    topic = f"kept-{uuid.uuid4().hex[:8]}"
+    try:
+        first = await stack.start()
+        assert [c.name for c in stack.supervisor.children] == ["kafka (kafka)"]
+        admin = AIOKafkaAdminClient(bootstrap_servers=first.kafka_bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+        await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        for i in range(50):
+            await producer.send(topic, f"r{i}".encode())
+        await producer.flush()
+        await producer.stop()
+    finally:
+        await stack.supervisor.stop_all()
+    # A JVM that ran its shutdown hooks on SIGTERM exits with 128 + 15.
+    assert all(not c.killed and c.exit_code() == JVM_EXIT_ON_SIGTERM for c in stack.supervisor.children)
+
+    old = (stack.ports["kafka"], stack.ports["kafka-controller"])
+    occupants = [await _occupy(port) for port in old]
+    stack = LocalStack(settings, data_dir)
+    try:
+        second = await stack.start()
+        assert stack.ports["kafka"] not in old and stack.ports["kafka-controller"] not in old
+        values = await _read_all(second.kafka_bootstrap, topic, 0, 50)
+    finally:
+        await stack.supervisor.stop_all()
+        for occupant in occupants:
+            occupant.close()
+    assert values == [f"r{i}".encode() for i in range(50)]
+
+
+async def _read_all(bootstrap: str, topic: str, partition: int, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        values: list[bytes] = []
+        async with asyncio.timeout(30):
+            while len(values) < count:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                values.extend(r.value for r in batch.get(tp, []) if r.value is not None)
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def test_four_concurrent_producers_to_one_partition_lose_nothing(stack_settings: Settings) -> None:
+    """Every acknowledged record is in the log exactly once, each at its own offset."""
+    topic = f"concurrent-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    await admin.close()
+    producers = [
+        AIOKafkaProducer(bootstrap_servers=stack_settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+        for _ in range(4)
+    ]
+    for producer in producers:
+        await producer.start()
+
+    async def write(n: int, producer: AIOKafkaProducer) -> list[tuple[int, bytes]]:
+        futures = [await producer.send(topic, f"p{n}-{i}".encode(), partition=0) for i in range(500)]
+        acked = await asyncio.gather(*futures)
+        return [(int(md.offset), f"p{n}-{i}".encode()) for i, md in enumerate(acked)]
+
+    try:
+        results = await asyncio.gather(*(write(n, p) for n, p in enumerate(producers)))
+    finally:
+        for producer in producers:
+            await producer.stop()
+    acked = dict(pair for result in results for pair in result)
+    assert len(acked) == 2000  # no offset acknowledged twice
+    values = await _read_all(stack_settings.kafka_bootstrap, topic, 0, 2000)
+    assert len(values) == 2000
+    assert {offset: value for offset, value in enumerate(values)} == acked

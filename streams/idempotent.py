@@ -1,0 +1,34 @@
+"""A Faust app whose producer is idempotent (``enable_idempotence``, ``acks=all``).
+
+Faust turns idempotence on only inside its exactly-once transactions, which Parley does not use
+(at-least-once with idempotent consumers). An idempotent producer still matters here: a retried
+batch (a lost ack, a leader change) is written once and in order, so the log never holds the
+same event twice at two offsets because of the producer itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+IDEMPOTENT_PRODUCER: Mapping[str, Any] = {"acks": "all", "enable_idempotence": True}
+
+
+class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), **IDEMPOTENT_PRODUCER}
+
+
+class IdempotentTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+    Producer = IdempotentProducer
+
+
+class ParleyApp(faust.App):  # type: ignore[misc]
+    def _new_transport(self) -> Any:
+        return IdempotentTransport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> Any:
+        return IdempotentTransport(self.conf.broker_producer, self)
