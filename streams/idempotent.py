@@ -17,16 +17,16 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 IDEMPOTENT_PRODUCER: Mapping[str, Any] = {"acks": "all", "enable_idempotence": True}
 
 
-class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+class IdempotentProducer(faust_aiokafka.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), **IDEMPOTENT_PRODUCER}
 
 
-class IdempotentTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class IdempotentTransport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
 
 
-class ParleyApp(faust.App):  # type: ignore[misc]
+class ParleyApp(faust.App):
     def _new_transport(self) -> Any:
         return IdempotentTransport(self.conf.broker_consumer, self)
 
