@@ -138,6 +138,11 @@ def apply_result(command: CommandEnvelope, result: Result, stores: Stores) -> No
     stores.outcomes.put(command.key, stored)
 
 
+def refused(command: CommandEnvelope, stores: Stores, code: str, message: str) -> Result:
+    """A refusal of ``command`` decided outside the domain (e.g. ``internal``), remembered like any other."""
+    return _refused(command, stores.aggregates.get(command.aggregate_id), code, message)
+
+
 def _remember(record: dict[str, Any] | None, command: CommandEnvelope, outcome: Outcome) -> dict[str, Any]:
     recent: dict[str, Any] = dict(record.get("recent", {})) if record else {}
     recent[_recent_key(command)] = outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")

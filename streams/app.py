@@ -13,23 +13,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import faust
+from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 
-from commands.handler import Stores, apply_result, handle
+from commands.batch import Decided, decide_batch
+from commands.handler import Stores, apply_result
 from domain.envelope import CommandEnvelope, Outcome
 from infra.kafka.codec import decode_command, encode_event, encode_rejection
 from infra.settings import Settings
 from streams.idempotent import ParleyApp
-from streams.runtime import DeadLetters, ProjectionRuntime, Record, bind_log_context
+from streams.runtime import DeadLetters, ProjectionRuntime, Record
 
 log = logging.getLogger("parley.worker")
 
 TABLES = ("aggregates", "messages", "outcomes")
+# Commands decided together: as many as arrive within a few milliseconds, at most this many.
+DECIDE_BATCH = 500
+DECIDE_WITHIN_S = 0.005
+
+
+@contextmanager
+def _as_current(event: EventT[bytes]) -> Iterator[None]:
+    """Make ``event`` Faust's current event, which decides the partition of table writes."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 class TableKV:
@@ -131,31 +149,71 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         outcomes=TableKV(tables["outcomes"]),
     )
 
-    async def decide_one(raw: bytes) -> None:
-        try:
-            command = decode_command(raw)
-        except Exception as exc:
-            log.error("undecodable command parked in the dead-letter topic: %s", exc)
-            await (await services()).dead_letters.park(settings.commands_topic, -1, -1, raw, repr(exc))
+    async def decide_batch_of(batch: Sequence[EventT[bytes]]) -> None:
+        """Decode, decide in order, append every event at once, wait once, save, reply."""
+        started = time.perf_counter()
+        commands: list[CommandEnvelope] = []
+        sources: list[EventT[bytes]] = []
+        for event in batch:
+            try:
+                commands.append(decode_command(event.value))
+                sources.append(event)
+            except Exception as exc:
+                log.error("undecodable command parked in the dead-letter topic: %s", exc)
+                message = event.message
+                await (await services()).dead_letters.park(
+                    settings.commands_topic, message.partition, message.offset, event.value, repr(exc)
+                )
+        if not commands:
             return
-        bind_log_context(command.correlation_id, command.type)
-        result = handle(command, stores)
-        for event in result.events:
-            key, value, headers = encode_event(event)
-            # Wait for the broker: state is saved only once its events are in the log.
-            fut = await events_topic.send(key=key, value=value, headers=headers)
-            await fut
-        if result.rejection is not None:
-            key, value, headers = encode_rejection(result.rejection)
-            await (await rejections_topic.send(key=key, value=value, headers=headers))
-        apply_result(command, result, stores)
-        await _reply(command, result.outcome)
+        decided = decide_batch(commands, stores)
+        await _append_all(decided)
+        for item, source in zip(decided, sources, strict=True):
+            # A table write goes to the changelog partition of the current event: the command's own.
+            with _as_current(source):
+                apply_result(item.command, item.result, stores)
+        await asyncio.gather(*(_reply(item.command, item.result.outcome) for item in decided))
+        ok = sum(1 for item in decided if item.result.outcome.ok)
         log.info(
-            "decided %s: %s",
-            command.type,
-            "ok" if result.outcome.ok else result.outcome.error_code,
-            extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
+            "decided %d commands (%d ok, %d refused) in %.1f ms",
+            len(decided),
+            ok,
+            len(decided) - ok,
+            (time.perf_counter() - started) * 1000,
         )
+        for item in decided:
+            log.debug(
+                "decided %s: %s",
+                item.command.type,
+                "ok" if item.result.outcome.ok else item.result.outcome.error_code,
+                extra={"command_id": item.command.command_id, "stream_id": item.command.aggregate_id},
+            )
+
+    async def _append_all(decided: Sequence[Decided]) -> None:
+        """Send every event and rejection of the batch without waiting, then wait once for all.
+
+        A broker that does not acknowledge (down, timed out) is retried with backoff for as long as
+        it takes: nothing is saved or answered meanwhile, and the batch's offsets do not move. A
+        retry may append some events twice; every consumer is idempotent on the event ids."""
+        delay = 0.2
+        while True:
+            try:
+                pending = []
+                for item in decided:
+                    for event in item.result.events:
+                        key, value, headers = encode_event(event)
+                        pending.append(await events_topic.send(key=key, value=value, headers=headers))
+                    if item.result.rejection is not None:
+                        key, value, headers = encode_rejection(item.result.rejection)
+                        pending.append(await rejections_topic.send(key=key, value=value, headers=headers))
+                await asyncio.gather(*pending)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("appending a batch of %d commands failed (%r); retrying in %.1fs", len(decided), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _reply(command: CommandEnvelope, outcome: Outcome) -> None:
         if command.reply_to:
@@ -166,9 +224,8 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
 
     @app.agent(commands_topic, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        event: EventT[bytes]
-        async for event in stream.events():
-            await decide_one(event.value)
+        async for batch in cast(Any, stream).take_events(DECIDE_BATCH, within=DECIDE_WITHIN_S):
+            await decide_batch_of(batch)
 
     @app.agent(events_topic, name="project")
     async def project(stream: StreamT[bytes]) -> None:

@@ -1,0 +1,84 @@
+"""Deciding a batch of commands at once, as if one at a time.
+
+The decide agent takes commands in batches. Each command is decided, in the order of the
+batch, against the state that the batch's earlier commands left, kept in memory by an
+:class:`Overlay` over the real stores (Faust tables): a later command of the same aggregate
+sees the earlier one's state, message index entries and remembered outcome, so versions
+stay gap-free and a command_id repeated inside one batch is answered from memory.
+
+Nothing reaches the real stores here. The caller appends every result's events and
+rejections to the log, waits once for all the acknowledgements, and only then calls
+:func:`save_batch`, which saves each result in the order of the batch with the same
+per-command order as :func:`commands.handler.apply_result`. So the crash semantics of one
+command hold for a batch: events are durable before any state that depends on them, and a
+redelivered batch is re-decided to identical events.
+
+A command whose decision raises unexpectedly (a bug, not a domain refusal) is refused alone
+with ``internal``; its aggregate keeps the state it had before it, and the rest of the batch
+is decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from commands.handler import KeyValue, Result, Stores, apply_result, handle, refused
+from domain.envelope import CommandEnvelope
+
+log = logging.getLogger("parley.worker")
+
+
+class Overlay:
+    """A key-value store whose writes stay in memory in front of a base store that is only read."""
+
+    def __init__(self, base: KeyValue) -> None:
+        self._base = base
+        self._writes: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if key in self._writes:
+            return dict(self._writes[key])
+        return self._base.get(key)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._writes[key] = dict(value)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One command of a batch and what deciding it gave."""
+
+    command: CommandEnvelope
+    result: Result
+
+
+def decide_batch(commands: Sequence[CommandEnvelope], stores: Stores) -> list[Decided]:
+    """Decide ``commands`` in order against ``stores`` plus what the batch itself changed."""
+    overlay = Stores(
+        aggregates=Overlay(stores.aggregates),
+        messages=Overlay(stores.messages),
+        outcomes=Overlay(stores.outcomes),
+    )
+    decided: list[Decided] = []
+    for command in commands:
+        try:
+            result = handle(command, overlay)
+        except Exception as exc:  # a bug must cost this command alone, never the batch
+            log.exception(
+                "deciding %s raised; refused as internal",
+                command.type,
+                extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
+            )
+            result = refused(command, overlay, "internal", f"internal error ({type(exc).__name__})")
+        apply_result(command, result, overlay)
+        decided.append(Decided(command, result))
+    return decided
+
+
+def save_batch(decided: Sequence[Decided], stores: Stores) -> None:
+    """Save what the batch changed, in its order. Call only once all its events are in the log."""
+    for item in decided:
+        apply_result(item.command, item.result, stores)

@@ -1,0 +1,176 @@
+"""Deciding commands in batches gives exactly what deciding them one at a time gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commands.batch import Decided, Overlay, decide_batch, save_batch
+from commands.handler import Stores
+from domain.conversation import conversation_stream_id
+from domain.envelope import CommandEnvelope
+from tests.unit.app.scenario import USERS, DictKV, Scenario, new_stores
+
+A, B, C, _ = USERS
+
+
+def snapshot(decided: list[Decided]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            d.result.outcome.model_dump(mode="json"),
+            [e.model_dump(mode="json") for e in d.result.events],
+            d.result.rejection.model_dump(mode="json") if d.result.rejection else None,
+        )
+        for d in decided
+    ]
+
+
+def run_batches(stores: Stores, batches: list[list[CommandEnvelope]]) -> list[Decided]:
+    out: list[Decided] = []
+    for batch in batches:
+        decided = decide_batch(batch, stores)
+        save_batch(decided, stores)  # "after the log acknowledged every event"
+        out.extend(decided)
+    return out
+
+
+def conversation_commands(s: Scenario, conv: str) -> list[CommandEnvelope]:
+    stream = conversation_stream_id(conv)
+    return [s.command("message:send", stream, A, {"conversation_id": conv, "body": f"m{i}"}) for i in range(5)]
+
+
+def test_a_later_command_of_the_same_aggregate_sees_the_earlier_one() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    decided = decide_batch(conversation_commands(s, conv), s.stores)
+    versions = [d.result.outcome.data["version"] for d in decided]
+    seqs = [d.result.outcome.data["seq"] for d in decided]
+    assert versions == [2, 3, 4, 5, 6] and seqs == [1, 2, 3, 4, 5]
+    assert [e.stream_version for d in decided for e in d.result.events] == [2, 3, 4, 5, 6]
+
+
+def test_nothing_reaches_the_stores_until_the_batch_is_saved() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    before = dict(s.stores.aggregates.data)  # type: ignore[attr-defined]
+    decided = decide_batch(conversation_commands(s, conv), s.stores)
+    assert s.stores.aggregates.data == before  # type: ignore[attr-defined]
+    save_batch(decided, s.stores)
+    state = s.stores.aggregates.get(conversation_stream_id(conv))
+    assert state is not None and state["state"]["version"] == 6
+
+
+def test_a_command_id_repeated_inside_one_batch_is_answered_from_memory() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "once"})
+    first, second = decide_batch([cmd, cmd], s.stores)
+    assert not first.result.repeated and len(first.result.events) == 1
+    assert second.result.repeated and second.result.events == []
+    assert second.result.outcome.data == first.result.outcome.data
+
+
+def test_a_command_id_repeated_in_a_later_batch_appends_nothing() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    cmd = s.command("message:send", conversation_stream_id(conv), A, {"conversation_id": conv, "body": "once"})
+    (first,) = run_batches(s.stores, [[cmd]])
+    (again,) = run_batches(s.stores, [[cmd]])
+    assert again.result.repeated and again.result.outcome.data == first.result.outcome.data
+
+
+def test_a_redelivered_batch_decides_to_identical_events() -> None:
+    """The worker died after appending but before saving: the batch comes again."""
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    batch = conversation_commands(s, conv)
+    first = decide_batch(batch, s.stores)
+    second = decide_batch(batch, s.stores)
+    assert snapshot(first) == snapshot(second)
+
+
+def test_a_command_that_raises_is_refused_alone(monkeypatch: Any) -> None:
+    import commands.batch as batch_module
+    import commands.handler as handler_module
+
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    batch = conversation_commands(s, conv)
+    poison = batch[2]
+    real = handler_module.handle
+
+    def handle(command: CommandEnvelope, stores: Stores) -> Any:
+        if command.command_id == poison.command_id:
+            raise RuntimeError("a bug")
+        return real(command, stores)
+
+    monkeypatch.setattr(batch_module, "handle", handle)
+    decided = decide_batch(batch, s.stores)
+    outcomes = [d.result.outcome for d in decided]
+    assert [o.ok for o in outcomes] == [True, True, False, True, True]
+    assert outcomes[2].error_code == "internal" and decided[2].result.events == []
+    assert decided[2].result.rejection is not None and decided[2].result.rejection.code == "internal"
+    # The refused command took no version: the next one follows the one before it.
+    assert [o.data.get("version") for o in outcomes] == [2, 3, None, 4, 5]
+
+
+def test_overlay_reads_its_own_writes_and_leaves_the_base_alone() -> None:
+    base = DictKV()
+    base.put("k", {"v": 1})
+    overlay = Overlay(base)
+    assert overlay.get("k") == {"v": 1}
+    overlay.put("k", {"v": 2})
+    overlay.put("new", {"v": 3})
+    assert overlay.get("k") == {"v": 2} and overlay.get("new") == {"v": 3}
+    assert base.get("k") == {"v": 1} and base.get("new") is None
+
+
+def _mixed_commands(s: Scenario, conv: str, group: str, picks: list[tuple[int, int]]) -> list[CommandEnvelope]:
+    """A stream of commands over two conversations, with repeats of earlier command ids."""
+    made: list[CommandEnvelope] = []
+    for kind, n in picks:
+        target = conv if n % 2 else group
+        stream = conversation_stream_id(target)
+        actor = USERS[n % 3]
+        if kind == 0 or not made:
+            made.append(s.command("message:send", stream, actor, {"conversation_id": target, "body": f"b{n}"}))
+        elif kind == 1:
+            made.append(made[n % len(made)])  # a retry of an earlier command
+        elif kind == 2:
+            made.append(s.command("message:read", stream, actor, {"conversation_id": target, "seq": n % 4}))
+        else:
+            made.append(s.command("conversation:rename", stream, actor, {"conversation_id": target, "title": f"t{n}"}))
+    return made
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50)), min_size=1, max_size=30),
+    cuts=st.lists(st.integers(1, 8), min_size=1, max_size=30),
+)
+def test_batches_of_any_size_decide_like_one_at_a_time(picks: list[tuple[int, int]], cuts: list[int]) -> None:
+    setup = Scenario()
+    conv = setup.create_direct(A, B)
+    group = setup.create_group(A, [B, C])
+    commands = _mixed_commands(setup, conv, group, picks)
+
+    def fresh() -> Stores:
+        stores = new_stores()
+        for name in ("aggregates", "messages", "outcomes"):
+            source = getattr(setup.stores, name)
+            target = getattr(stores, name)
+            for key, value in source.data.items():
+                target.put(key, value)
+        return stores
+
+    one_at_a_time = run_batches(fresh(), [[c] for c in commands])
+    batches: list[list[CommandEnvelope]] = []
+    i = 0
+    for cut in cuts * (len(commands) // max(1, sum(cuts)) + 1):
+        if i >= len(commands):
+            break
+        batches.append(commands[i : i + cut])
+        i += cut
+    assert snapshot(run_batches(fresh(), batches)) == snapshot(one_at_a_time)
