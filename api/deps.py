@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from api.http.metrics import GatewayMetrics
 from api.http.services import GatewayServices
+from api.read_your_writes import ReadYourWrites
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.read_models import ReadModels
 from infra.security.passwords import Passwords
@@ -44,7 +45,12 @@ def get_metrics(request: Request) -> GatewayMetrics:
     return get_services(request).metrics
 
 
+def get_read_your_writes(request: Request) -> ReadYourWrites:
+    return get_services(request).read_your_writes
+
+
 ServicesDep = Annotated[GatewayServices, Depends(get_services)]
+ReadYourWritesDep = Annotated[ReadYourWrites, Depends(get_read_your_writes)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BusDep = Annotated[CommandBus, Depends(get_bus)]
 ReadModelsDep = Annotated[ReadModels, Depends(get_read_models)]

@@ -10,9 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "correlation_id", default=None
-)
+correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 message_type_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("message_type", default=None)
 
 _PROCESS = {"name": os.path.basename(sys.argv[0]) if sys.argv else "parley"}
@@ -74,11 +72,7 @@ def logging_dict_config(process: str, level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "infra.logging.JsonFormatter"}},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-        },
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {
-            name: dict(quiet) for name in ("aiokafka", "faust", "mode", "pymongo", "socketio", "engineio")
-        },
+        "loggers": {name: dict(quiet) for name in ("aiokafka", "faust", "mode", "pymongo", "socketio", "engineio")},
     }

@@ -49,6 +49,12 @@ class Pusher(Protocol):
     async def push(self, push: Push) -> None: ...
 
 
+class AppliedVersions(Protocol):
+    """Tells the gateways how far the read models got (their read-your-writes waits end on it)."""
+
+    async def publish(self, versions: Mapping[str, int]) -> None: ...
+
+
 class DeadLetters(Protocol):
     async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None: ...
 
@@ -79,6 +85,7 @@ class ProjectionRuntime:
     dead_letters: DeadLetters
     # The catalogue's order matters: the last one is applied after the others (see events_batch).
     projections: Mapping[str, DocumentProjection] = field(default_factory=lambda: dict(DOCUMENT_PROJECTIONS))
+    applied: AppliedVersions | None = None
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
 
     async def _store(self, name: str) -> DocumentStore:
@@ -116,7 +123,20 @@ class ProjectionRuntime:
         for name in last:
             await self._guarded(name, current, self._projector(name, collect if name == "conversations" else None))
         await _retry_transient(lambda: self.positions.save_all(tuple(self.projections), topic, _next_offsets(records)))
+        await self._announce([event for _, event in current])
         await self._push([event for _, event in current], pushed)
+
+    async def _announce(self, events: Sequence[EventEnvelope]) -> None:
+        """One notification per batch: the highest version of each stream now in every read model."""
+        if self.applied is None:
+            return
+        versions: dict[str, int] = {}
+        for event in events:
+            versions[event.stream_id] = max(versions.get(event.stream_id, 0), event.stream_version)
+        try:
+            await self.applied.publish(versions)
+        except Exception as exc:  # a notification only: waiting acks fall back to one query
+            log.warning("applied versions not published: %r", exc)
 
     async def rejections_batch(self, records: Sequence[Record], topic: str | None = None) -> None:
         """Refused commands (the workers' rejections, or with ``topic`` the gateways' refusals)."""

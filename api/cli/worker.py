@@ -30,6 +30,7 @@ async def prepare(settings: Settings) -> None:
 
 
 def build_app(settings: Settings) -> faust.App:
+    from infra.applied_versions import RedisAppliedVersions
     from infra.mongo.audit_trail import AuditTrail
     from infra.mongo.client import mongo_client, mongo_db
     from infra.mongo.documents import Positions, ProjectionRegistry
@@ -55,6 +56,7 @@ def build_app(settings: Settings) -> faust.App:
             trail=AuditTrail(db),
             pusher=RedisPusher(settings),
             dead_letters=dead_letters,
+            applied=RedisAppliedVersions(settings, liveness),
         )
 
         async def heartbeat() -> None:

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.http.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.events import EventContext, EventRunner
+from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.conversation import conversation_stream_id, create_target_stream
 from domain.decider import COMMAND_PAYLOADS
 from domain.envelope import CommandEnvelope, utcnow
 from domain.errors import ErrorCode
-from infra.mongo.read_models import wait_until
 
 log = logging.getLogger("parley.gateway.socket")
 
@@ -33,7 +33,6 @@ ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 CONTROL_FIELDS = ("command_id", "expected_version", "correlation_id")
 MAX_EXPECTED_VERSION = 2**63 - 1
 READ_YOUR_WRITES_TIMEOUT_S = 2.0
-READ_YOUR_WRITES_POLL_S = 0.02
 
 AggregateOf = Callable[[str, str, dict[str, Any]], str]  # (actor_id, command_id, payload) -> stream id
 
@@ -155,22 +154,20 @@ class CommandHandlers:
         return data
 
     async def _read_your_writes(self, aggregate_id: str, data: dict[str, Any]) -> None:
-        """Wait (bounded) until the read models hold what this ack reports."""
+        """Wait (bounded) until the read models hold what this ack reports.
+
+        The conversations projection is applied after the others in every batch, so a conversation
+        at version V vouches for the message and the rest of what V's command changed."""
         version = data.get("version")
-        if type(version) is not int:
+        if type(version) is not int or not aggregate_id.startswith(CONVERSATION_PREFIX):
             return
         read_models = self._services.read_models
-        conversation_id = aggregate_id.removeprefix("conversation:")
-        message_id = data.get("message_id")
-
-        async def caught_up() -> bool:
-            if not await read_models.conversation_caught_up(conversation_id, version):
-                return False
-            return not isinstance(message_id, str) or await read_models.message_exists(message_id)
-
-        # A slow read model delays the ack by at most the bound; the command has succeeded anyway.
-        try:
-            async with asyncio.timeout(READ_YOUR_WRITES_TIMEOUT_S + 0.5):
-                await wait_until(caught_up, READ_YOUR_WRITES_TIMEOUT_S, READ_YOUR_WRITES_POLL_S)
-        except Exception as exc:
-            log.warning("read-your-writes wait for %s ended early: %r", aggregate_id, exc)
+        conversation_id = aggregate_id.removeprefix(CONVERSATION_PREFIX)
+        caught_up = await self._services.read_your_writes.wait(
+            aggregate_id,
+            version,
+            READ_YOUR_WRITES_TIMEOUT_S,
+            lambda: read_models.conversation_caught_up(conversation_id, version),
+        )
+        if not caught_up:  # a slow read model delays the ack by at most the bound; the command succeeded
+            log.warning("read models had not reached %s v%d when acking", aggregate_id, version)

@@ -34,7 +34,6 @@ def decode_command(value: bytes) -> CommandEnvelope:
     return CommandEnvelope.model_validate_json(value)
 
 
-
 def encode_rejection(rejection: Rejection) -> tuple[bytes, bytes, Headers]:
     key = (rejection.aggregate_id or rejection.actor_id or rejection.command_id).encode()
     headers: Headers = [("correlation_id", rejection.correlation_id.encode()), ("type", b"CommandRejected")]

@@ -9,8 +9,7 @@ fields (``_id``, ``_sv``, ``_stream``) and never with a password hash, except th
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,14 +163,3 @@ class ReadModels:
             {"_id": conversation_id, "version": {"$gte": version}}, projection={"_id": 1}
         )
         return doc is not None
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float) -> bool:
-    """Poll ``check`` until it holds or ``timeout_s`` passes; True if it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if await check():
-            return True
-        if time.monotonic() + interval_s > deadline:
-            return False
-        await asyncio.sleep(interval_s)

@@ -10,19 +10,17 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from api.deps import BusDep, MetricsDep, PasswordsDep, ReadModelsDep, SettingsDep, TokensDep
+from api.deps import BusDep, MetricsDep, PasswordsDep, ReadModelsDep, ReadYourWritesDep, SettingsDep, TokensDep
 from domain.envelope import CommandEnvelope, derive_id, utcnow
 from domain.errors import DomainError
 from domain.names import normalise_username, username_stream_id
 from infra.logging import correlation_id_var
-from infra.mongo.read_models import wait_until
 from infra.security.tokens import InvalidToken, TokenPair
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 REGISTER_COMMAND = "user:register"
 USER_VISIBLE_TIMEOUT_S = 5.0
-USER_VISIBLE_POLL_S = 0.025
 BAD_CREDENTIALS = "invalid username or password"
 BAD_REFRESH = "invalid refresh token"
 
@@ -91,6 +89,7 @@ async def register(
     bus: BusDep,
     passwords: PasswordsDep,
     read_models: ReadModelsDep,
+    read_your_writes: ReadYourWritesDep,
     metrics: MetricsDep,
 ) -> RegisterResponse:
     started = time.perf_counter()
@@ -130,8 +129,15 @@ async def register(
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=message)
             raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail="internal error")
         registered = str(outcome.data.get("user_id", user_id))
-        # A login right after the 201 must find the user: wait (bounded) for the read model.
-        await wait_until(lambda: read_models.user_exists(registered), USER_VISIBLE_TIMEOUT_S, USER_VISIBLE_POLL_S)
+        # A login right after the 201 must find the user: wait (bounded) until the read models have
+        # applied the username stream's version (a registration is its first event).
+        version = outcome.data.get("version")
+        await read_your_writes.wait(
+            envelope.aggregate_id,
+            version if type(version) is int else 1,
+            USER_VISIBLE_TIMEOUT_S,
+            lambda: read_models.user_exists(registered),
+        )
         return RegisterResponse(user_id=registered, username=str(outcome.data.get("username", body.username)))
     finally:
         metrics.observe_command(REGISTER_COMMAND, code, time.perf_counter() - started)

@@ -51,8 +51,10 @@ async def tail_consumer(settings: Settings, topic: str) -> AIOKafkaConsumer:
     )
     await consumer.start()
     async with asyncio.timeout(30):  # a topic created a moment ago may not be in the metadata yet
-        while not (partitions := await topic_partitions(consumer, topic)):
+        partitions = await topic_partitions(consumer, topic)
+        while not partitions:
             await asyncio.sleep(0.05)
+            partitions = await topic_partitions(consumer, topic)
     tps = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
