@@ -269,9 +269,7 @@ def _dedupe(users: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(users))
 
 
-def _create(
-    state: ConversationState, command: CommandEnvelope, p: CreateConversation, actor: str
-) -> Decision:
+def _create(state: ConversationState, command: CommandEnvelope, p: CreateConversation, actor: str) -> Decision:
     cid = state.conversation_id
     if p.kind == "direct":
         peer = _direct_peer(actor, p)
@@ -326,9 +324,7 @@ def _add(state: ConversationState, p: AddParticipants, actor: str) -> Decision:
         return _decision(state, [])
     if len(state.members) + len(new) > MAX_PARTICIPANTS:
         raise conflict(f"a group holds at most {MAX_PARTICIPANTS} participants")
-    added = ev.ParticipantsAdded(
-        conversation_id=state.conversation_id, user_ids=new, added_by=actor, role="member"
-    )
+    added = ev.ParticipantsAdded(conversation_id=state.conversation_id, user_ids=new, added_by=actor, role="member")
     return _decision(state, [new_event(added)])
 
 
@@ -386,11 +382,7 @@ def _send(state: ConversationState, command: CommandEnvelope, p: SendMessage, ac
 
 
 def _message(state: ConversationState, message_id: str, message: MessageRef | None) -> MessageRef:
-    if (
-        message is None
-        or message.message_id != message_id
-        or message.conversation_id != state.conversation_id
-    ):
+    if message is None or message.message_id != message_id or message.conversation_id != state.conversation_id:
         raise not_found("message")
     return message
 

@@ -99,9 +99,7 @@ def message_id_of(command: CommandEnvelope) -> str | None:
     return conversation.message_id_of(command)
 
 
-def envelopes_for(
-    command: CommandEnvelope, state_version: int, events: Sequence[NewEvent]
-) -> list[EventEnvelope]:
+def envelopes_for(command: CommandEnvelope, state_version: int, events: Sequence[NewEvent]) -> list[EventEnvelope]:
     """The envelopes to append for a decision, numbered from `state_version` (what the handler does)."""
     return [
         EventEnvelope(

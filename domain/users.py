@@ -92,6 +92,4 @@ def evolve(state: UsernameState, event: EventEnvelope) -> UsernameState:
     if event.type != ev.UserRegistered.event_type:
         return moved
     p = ev.UserRegistered.model_validate(event.payload)
-    return moved.model_copy(
-        update={"user_id": p.user_id, "username": p.username, "display_name": p.display_name}
-    )
+    return moved.model_copy(update={"user_id": p.user_id, "username": p.username, "display_name": p.display_name})
