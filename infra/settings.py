@@ -10,10 +10,43 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "minioadmin"})
+MIB = 1024 * 1024
+
+
+class RateLimit(BaseModel):
+    """At most ``limit`` calls in any ``period_s`` (GCRA: a burst of ``limit``, then one call
+    every ``period_s / limit`` seconds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int = Field(ge=1)
+    period_s: float = Field(gt=0)
+
+
+class RateLimits(BaseModel):
+    """One limit per operation class (docs/PROTOCOL.md, "Rate limits"). Set some or all of them
+    with one JSON object, e.g. ``PARLEY_RATE_LIMITS='{"login_username": {"limit": 3, "period_s": 60}}'``;
+    the classes not named keep these defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    # Socket events, per user.
+    command: RateLimit = RateLimit(limit=600, period_s=60)  # conversation:*, message:* commands
+    query: RateLimit = RateLimit(limit=1200, period_s=60)  # conversation:list, message:history, unknown events
+    search: RateLimit = RateLimit(limit=60, period_s=60)  # search:*
+    media: RateLimit = RateLimit(limit=60, period_s=60)  # media:*
+    keys: RateLimit = RateLimit(limit=60, period_s=60)  # keys:*
+    typing: RateLimit = RateLimit(limit=120, period_s=60)
+    # HTTP auth endpoints, per client address (login also per username).
+    login_address: RateLimit = RateLimit(limit=60, period_s=60)
+    login_username: RateLimit = RateLimit(limit=10, period_s=900)
+    register_address: RateLimit = RateLimit(limit=20, period_s=3600)
+    refresh_address: RateLimit = RateLimit(limit=60, period_s=60)
 
 
 class Settings(BaseSettings):
@@ -61,6 +94,11 @@ class Settings(BaseSettings):
     command_timeout_s: float = 10.0
     query_timeout_s: float = 5.0
     cors_origins: list[str] = Field(default_factory=list)
+    # The largest Socket.IO / Engine.IO frame accepted; a larger one closes the connection (it is
+    # never read, so it cannot be acked). Sized for bodies of 10,000 characters (up to ~120 KB as
+    # JSON-escaped emoji) and 64 KiB ciphertexts (~88 KB of base64) with room to spare.
+    socket_max_frame_bytes: int = Field(default=MIB, ge=64 * 1024, le=64 * MIB)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -70,9 +108,7 @@ class Settings(BaseSettings):
         if self.environment == "production":
             for name in ("jwt_secret", "s3_secret_key"):
                 if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16:
-                    raise ValueError(
-                        f"PARLEY_{name.upper()} must be a real secret (>= 16 chars) in production"
-                    )
+                    raise ValueError(f"PARLEY_{name.upper()} must be a real secret (>= 16 chars) in production")
             for name in ("kafka_bootstrap", "mongo_url", "redis_url", "elasticsearch_url", "s3_endpoint"):
                 if not getattr(self, name):
                     raise ValueError(f"PARLEY_{name.upper()} must be set in production")

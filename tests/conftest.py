@@ -7,6 +7,7 @@ Tests marked `restart` (which stop and restart the platform) run last.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +29,11 @@ from infra.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
+# Every test client comes from 127.0.0.1, so the per-address auth limits (sized for real clients)
+# would be one budget for the whole session: raised here. The per-user and per-username limits
+# keep their defaults (tests/e2e/test_limits_and_probes.py relies on login_username's).
+_UNLIMITED = {"limit": 1_000_000, "period_s": 60}
+TEST_RATE_LIMITS = {name: _UNLIMITED for name in ("login_address", "register_address", "refresh_address")}
 
 
 def up_command(data_dir: Path, port: int) -> list[str]:
@@ -96,7 +102,8 @@ class Platform:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        self.proc = start_up(self.data_dir, self.port, self.log_path)
+        env = {**os.environ, "PARLEY_RATE_LIMITS": json.dumps(TEST_RATE_LIMITS)}
+        self.proc = start_up(self.data_dir, self.port, self.log_path, env=env)
         wait_ready(self.proc, self.base_url, self.log_path)
         self.start_seconds.append(time.monotonic() - t0)
         self.settings = load_settings(self.data_dir)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import socketio
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
@@ -16,6 +19,7 @@ from starlette.types import ASGIApp
 from api.http.middleware import CorrelationMiddleware
 from api.http.routers import auth, health
 from api.http.services import GatewayServices
+from api.rate_limits import RateLimited
 from api.socket.server import create_socket_server
 from infra.kafka.command_bus import Unavailable
 from infra.settings import Settings
@@ -55,6 +59,26 @@ def create_app(settings: Settings, services: GatewayServices | None = None) -> A
 
     for exc_type in (Unavailable, TimeoutError, PyMongoError, RedisError):
         http.add_exception_handler(exc_type, unavailable)
+    http.add_exception_handler(RateLimited, too_many_requests)
+    http.add_exception_handler(RequestValidationError, validation_failed)
 
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=http, socketio_path=SOCKETIO_PATH)
     return app
+
+
+async def too_many_requests(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    retry_after = max(1, math.ceil(exc.retry_after_s))  # Retry-After takes whole seconds
+    log.info("%s %s: rate limited (%s)", request.method, request.url.path, exc.operation)
+    return JSONResponse(
+        {"detail": "too many requests", "retry_after": retry_after},
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 body without the rejected values: they may be secrets (passwords, tokens)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)

@@ -38,6 +38,12 @@ class GatewayMetrics:
             ["event", "code"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "parley_gateway_rate_limited_total",
+            "Calls refused for being over a rate limit, by operation class",
+            ["operation"],
+            registry=self.registry,
+        )
         self.connected_sockets = Gauge(
             "parley_gateway_connected_sockets",
             "Authenticated Socket.IO connections on this gateway",

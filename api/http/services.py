@@ -14,10 +14,14 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from api.http.metrics import GatewayMetrics
+from api.rate_limits import RateLimiter
+from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
+from infra.applied_versions import AppliedVersionsSubscriber
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import MongoDoc, mongo_client, mongo_db
 from infra.mongo.read_models import ReadModels
 from infra.provision import s3_client
+from infra.rate_limit import RedisRateLimiter
 from infra.redis_client import live_workers, redis_client
 from infra.search_client import search_client
 from infra.security.passwords import Passwords
@@ -27,6 +31,8 @@ from infra.settings import Settings
 log = logging.getLogger("parley.gateway")
 
 READY_CHECK_TIMEOUT_S = 2.0
+
+
 @dataclass
 class GatewayServices:
     settings: Settings
@@ -39,6 +45,9 @@ class GatewayServices:
     redis: Redis
     search: AsyncElasticsearch
     storage: Any  # minio.Minio (blocking: use it through asyncio.to_thread)
+    read_your_writes: ReadYourWrites
+    applied_versions: AppliedVersionsFeed  # feeds read_your_writes
+    rate_limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: Settings) -> GatewayServices:
@@ -49,6 +58,8 @@ class GatewayServices:
             log.warning("no jwt_secret configured: using a random one for this process")
             secret = secrets.token_urlsafe(48)
         mongo = mongo_client(settings)
+        redis = redis_client(settings)
+        read_your_writes = ReadYourWrites()
         return cls(
             settings=settings,
             bus=CommandBus(settings),
@@ -59,9 +70,12 @@ class GatewayServices:
             passwords=Passwords(),
             metrics=GatewayMetrics(),
             mongo=mongo,
-            redis=redis_client(settings),
+            redis=redis,
             search=search_client(settings, READY_CHECK_TIMEOUT_S),
             storage=s3_client(settings, timeout_s=READY_CHECK_TIMEOUT_S),
+            read_your_writes=read_your_writes,
+            applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
+            rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
         )
 
     @property
@@ -69,10 +83,13 @@ class GatewayServices:
         return self.bus.instance_id
 
     async def start(self) -> None:
+        # Subscribed before the first command goes out, so no notification of ours is missed.
+        await self.applied_versions.start()
         await self.bus.start()
 
     async def close(self) -> None:
         await self.bus.stop()
+        await self.applied_versions.stop()
         for close in (self.search.close, self.redis.aclose, self.mongo.close):
             try:
                 await close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import socketio
+from pymongo.errors import PyMongoError
 
 from api.http.correlation import correlation_id_or_new
 from api.http.services import GatewayServices
@@ -17,6 +19,7 @@ log = logging.getLogger("parley.gateway.socket")
 
 NAMESPACE = "/"
 UNAUTHORIZED = "unauthorized"
+UNAVAILABLE = "unavailable"
 
 
 def register(sio: socketio.AsyncServer, services: GatewayServices) -> None:
@@ -39,6 +42,17 @@ def register(sio: socketio.AsyncServer, services: GatewayServices) -> None:
             claims = services.tokens.verify(token, "access")
         except InvalidToken:
             raise socketio.exceptions.ConnectionRefusedError(UNAUTHORIZED) from None
+        # A validly signed token whose user is not (or no longer) registered is refused, as
+        # /auth/refresh does; asked every time (no cache), so it can never admit such a user.
+        try:
+            async with asyncio.timeout(services.settings.query_timeout_s):
+                exists = await services.read_models.user_exists(claims.sub)
+        except (TimeoutError, PyMongoError) as exc:
+            log.warning("socket connect: the users read model is unavailable: %r", exc, extra={"sid": sid})
+            raise socketio.exceptions.ConnectionRefusedError(UNAVAILABLE) from None
+        if not exists:
+            log.info("socket refused: token of an unknown user", extra={"sid": sid, "user_id": claims.sub})
+            raise socketio.exceptions.ConnectionRefusedError(UNAUTHORIZED)
         await sio.save_session(sid, {"user_id": claims.sub})
         await sio.enter_room(sid, user_room(claims.sub))
         services.metrics.connected_sockets.inc()

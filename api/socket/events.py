@@ -1,7 +1,8 @@
 """One client event in, exactly one ack out.
 
 ``EventRunner.on`` registers a feature handler for an event name. The runner does what every
-event shares: reads the correlation id, requires a dict payload and an authenticated session,
+event shares: reads the correlation id, requires an authenticated session, applies the user's
+rate limit for the class of event (api/rate_limits.py) before anything else, requires a dict payload,
 turns every failure into an error ack (never an exception in the server, never a dropped
 connection), records gateway refusals of commands as Rejections, and writes one log line and
 the metrics per event. Feature handlers only translate a payload into a command or a query.
@@ -10,6 +11,7 @@ the metrics per event. Feature handlers only translate a payload into a command 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +24,9 @@ from redis.exceptions import RedisError
 
 from api.http.correlation import correlation_id_or_new
 from api.http.services import GatewayServices
+from api.rate_limits import RateLimited, RateLimitGuard, socket_operation
 from api.socket.acks import REFUSAL_CODES, Ack, AckError, error_ack, ok_ack
+from api.socket.packets import UndecodablePayload
 from domain.errors import DomainError
 from infra.kafka.command_bus import Unavailable
 from infra.logging import correlation_id_var, message_type_var
@@ -52,6 +56,7 @@ class EventRunner:
     def __init__(self, sio: socketio.AsyncServer, services: GatewayServices) -> None:
         self.sio = sio
         self.services = services
+        self.rate_limits = RateLimitGuard(services.rate_limiter, services.settings.rate_limits, services.metrics)
 
     def on(self, event: str, handler: Handler, kind: EventKind) -> None:
         async def entry(sid: str, *args: Any) -> Ack:
@@ -73,9 +78,18 @@ class EventRunner:
             if user_id is None:
                 raise AckError("unauthorized", "not authenticated")
             ctx = EventContext(sid=sid, user_id=user_id, event=event, correlation_id=cid)
+            # Per user and class of event, before anything else is done for it (see api/rate_limits.py).
+            await self.rate_limits.check(socket_operation(event, kind), user_id)
+            if isinstance(payload, UndecodablePayload):  # the frame's JSON was refused by the decoder
+                raise AckError("invalid", payload.reason)
             if not isinstance(payload, dict):
                 raise AckError("invalid", "payload must be a single JSON object")
             ack = ok_ack(await handler(ctx, payload), cid)
+        except RateLimited as exc:
+            # Not recorded as a Rejection: a flood would turn into as many Kafka writes. The metric
+            # and the log line count it.
+            retry_after = math.ceil(exc.retry_after_s * 1000) / 1000
+            ack = error_ack("rate_limited", f"too many requests, retry after {retry_after:g} s", cid, retry_after)
         except AckError as exc:
             refusal = exc
             ack = error_ack(exc.code, exc.message, cid, exc.retry_after)

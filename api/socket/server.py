@@ -8,6 +8,7 @@ from api.http.services import GatewayServices
 from api.socket import connection, conversations, messages, typing_indicator, unknown
 from api.socket.commands import CommandHandlers
 from api.socket.events import EventRunner
+from api.socket.packets import BoundedPacket
 from api.socket.rooms import socket_channel
 
 
@@ -17,6 +18,10 @@ def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
         async_mode="asgi",
         client_manager=socketio.AsyncRedisManager(settings.redis_url, channel=socket_channel(settings)),
         cors_allowed_origins=settings.cors_origins or [],
+        # Frames over this close the connection unread (docs/PROTOCOL.md, "Frames and payload limits").
+        max_http_buffer_size=settings.socket_max_frame_bytes,
+        # Bounds JSON nesting: a too-deep payload is acked `invalid` instead of dropped.
+        serializer=BoundedPacket,
         logger=False,
         engineio_logger=False,
     )

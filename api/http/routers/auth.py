@@ -10,7 +10,18 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from api.deps import BusDep, MetricsDep, PasswordsDep, ReadModelsDep, ReadYourWritesDep, SettingsDep, TokensDep
+from api.deps import (
+    BusDep,
+    LoginRateLimit,
+    MetricsDep,
+    PasswordsDep,
+    ReadModelsDep,
+    ReadYourWritesDep,
+    RefreshRateLimit,
+    RegisterRateLimit,
+    SettingsDep,
+    TokensDep,
+)
 from domain.envelope import CommandEnvelope, derive_id, utcnow
 from domain.errors import DomainError
 from domain.names import normalise_username, username_stream_id
@@ -84,6 +95,7 @@ def _unauthorized(detail: str) -> HTTPException:
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
 async def register(
+    _limit: RegisterRateLimit,
     body: RegisterRequest,
     settings: SettingsDep,
     bus: BusDep,
@@ -145,6 +157,7 @@ async def register(
 
 @router.post("/login", response_model=TokenResponse)
 async def login(
+    _limit: LoginRateLimit,
     body: LoginRequest,
     settings: SettingsDep,
     passwords: PasswordsDep,
@@ -168,7 +181,11 @@ async def login(
 
 @router.post("/refresh", response_model=TokenResponse)
 async def refresh(
-    body: RefreshRequest, settings: SettingsDep, read_models: ReadModelsDep, tokens: TokensDep
+    _limit: RefreshRateLimit,
+    body: RefreshRequest,
+    settings: SettingsDep,
+    read_models: ReadModelsDep,
+    tokens: TokensDep,
 ) -> TokenResponse:
     try:
         claims = tokens.verify(body.refresh_token, "refresh")

@@ -14,8 +14,11 @@ from api.http.metrics import GatewayMetrics
 from api.http.services import GatewayServices
 from api.socket.acks import AckError
 from api.socket.events import EventContext, EventRunner, Handler
+from api.socket.packets import UndecodablePayload
 from domain.errors import DomainError
 from infra.kafka.command_bus import Unavailable
+from infra.rate_limit import InMemoryRateLimiter
+from infra.settings import RateLimit, RateLimits, Settings
 
 
 class FakeSio:
@@ -42,11 +45,15 @@ class FakeBus:
 class FakeServices:
     bus: FakeBus = field(default_factory=FakeBus)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    settings: Settings = field(default_factory=Settings)
+    rate_limiter: InMemoryRateLimiter = field(default_factory=InMemoryRateLimiter)
 
 
-def make_runner() -> tuple[EventRunner, FakeSio, FakeServices]:
-    sio = FakeSio({"sid-1": {"user_id": "user-1"}, "anon": {}})
+def make_runner(limits: RateLimits | None = None) -> tuple[EventRunner, FakeSio, FakeServices]:
+    sio = FakeSio({"sid-1": {"user_id": "user-1"}, "sid-2": {"user_id": "user-2"}, "anon": {}})
     services = FakeServices()
+    if limits is not None:
+        services.settings = Settings(rate_limits=limits)
     return EventRunner(cast(Any, sio), cast(GatewayServices, services)), sio, services
 
 
@@ -185,3 +192,46 @@ async def test_cancellation_is_not_swallowed() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_an_event_over_its_limit_is_refused_with_retry_after_before_its_handler_runs() -> None:
+    runner, _, services = make_runner(RateLimits(command=RateLimit(limit=2, period_s=60)))
+    calls: list[str] = []
+
+    async def counted(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append(ctx.user_id)
+        return {}
+
+    acks = [await runner.run("message:send", "sid-1", ({},), counted, "command") for _ in range(3)]
+    assert [a["ok"] for a in acks] == [True, True, False]
+    error = acks[2]["error"]
+    assert error["code"] == "rate_limited" and 29 < error["retry_after"] <= 30
+    assert calls == ["user-1", "user-1"]
+    assert services.bus.rejections == []  # a flood must not become as many trail records
+    text = services.metrics.render().decode()
+    assert 'parley_gateway_rate_limited_total{operation="command"} 1.0' in text
+    assert 'parley_gateway_socket_events_total{code="rate_limited",event="message:send"} 1.0' in text
+
+
+async def test_limits_are_per_user_and_per_class() -> None:
+    runner, _, _ = make_runner(RateLimits(command=RateLimit(limit=1, period_s=60)))
+    assert (await runner.run("message:send", "sid-1", ({},), answer, "command"))["ok"]
+    assert (await runner.run("message:edit", "sid-1", ({},), answer, "command"))["error"]["code"] == "rate_limited"
+    assert (await runner.run("message:send", "sid-2", ({},), answer, "command"))["ok"]
+    assert (await runner.run("message:history", "sid-1", ({},), answer, "query"))["ok"]
+
+
+async def test_even_invalid_and_unknown_events_count() -> None:
+    runner, _, _ = make_runner(RateLimits(query=RateLimit(limit=2, period_s=60)))
+    refuse = raising(AckError("invalid", "unknown event"))
+    codes = [(await runner.run("junk", "sid-1", ("x",), refuse, "unknown"))["error"]["code"] for _ in range(3)]
+    assert codes == ["invalid", "invalid", "rate_limited"]
+
+
+async def test_an_undecodable_payload_is_acked_invalid_with_its_reason() -> None:
+    runner, _, _ = make_runner()
+    ack = await runner.run(
+        "message:send", "sid-1", (UndecodablePayload("payload nested too deeply"),), answer, "command"
+    )
+    assert ack["ok"] is False
+    assert ack["error"] == {"code": "invalid", "message": "payload nested too deeply"}

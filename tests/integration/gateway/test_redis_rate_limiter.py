@@ -1,0 +1,56 @@
+"""The Redis rate limiter against the real Redis: the contract, and limits shared by gateways."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from infra.rate_limit import RedisRateLimiter
+from infra.redis_client import redis_client
+from infra.settings import RateLimit, Settings
+from tests.contracts.rate_limiter import RateLimiterContract, fresh_key
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis(stack_settings: Settings) -> AsyncIterator[Redis]:
+    client = redis_client(stack_settings)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"it-ratelimit-{uuid.uuid4().hex[:8]}"
+
+
+class TestRedisRateLimiter(RateLimiterContract):
+    @pytest.fixture
+    def limiter(self, redis: Redis, prefix: str) -> RedisRateLimiter:
+        return RedisRateLimiter(redis, prefix)
+
+
+async def test_two_gateways_share_one_count(stack_settings: Settings, redis: Redis, prefix: str) -> None:
+    other = redis_client(stack_settings)  # another process's own connection
+    try:
+        one, two = RedisRateLimiter(redis, prefix), RedisRateLimiter(other, prefix)
+        limit = RateLimit(limit=4, period_s=60)
+        key = fresh_key()
+        allowed = [(await (one if i % 2 else two).hit(key, limit)).allowed for i in range(6)]
+    finally:
+        await other.aclose()
+    assert allowed == [True] * 4 + [False] * 2
+
+
+async def test_a_bucket_expires_once_it_is_full_again(redis: Redis, prefix: str) -> None:
+    limiter = RedisRateLimiter(redis, prefix)
+    key = fresh_key()
+    await limiter.hit(key, RateLimit(limit=10, period_s=20))  # full again 2 s later
+    ttl_ms = await redis.pttl(f"{prefix}:{key}")
+    assert 0 < ttl_ms <= 2000
