@@ -1,8 +1,14 @@
 """Applied stream versions over Redis pub/sub: the worker tells every gateway what the read models hold.
 
-One message per applied batch on ``<topic_prefix>:applied``: a JSON object
+One message per applied batch on ``<topic_prefix>:applied``: a compact JSON object
 ``{stream_id: highest stream version applied}``. Notifications only: a lost one delays an ack by
-the gateway's bounded wait, never loses data (see ``api.read_your_writes``).
+the gateway's bounded wait and its one fallback query, never loses data (see
+``api.read_your_writes``).
+
+Reconnects: redis-py re-subscribes the pub/sub connection by itself when it reconnects; what was
+published while it was down is not replayed (pub/sub keeps nothing). The waits those messages
+would have ended run to their bound and each makes its one query; the versions remembered before
+the drop stay valid, since applied versions never go back.
 """
 
 from __future__ import annotations
@@ -20,13 +26,32 @@ from infra.settings import Settings
 
 log = logging.getLogger("parley.applied_versions")
 
+RETRY_DELAY_S = 0.5
+
 
 def applied_channel(settings: Settings) -> str:
     return f"{settings.topic_prefix}:applied"
 
 
+def encode_versions(versions: Mapping[str, int]) -> str:
+    return json.dumps(versions, separators=(",", ":"))
+
+
+def decode_versions(data: str | bytes) -> dict[str, int]:
+    """The versions of one message; ValueError if it is not a map of stream ids to versions >= 0."""
+    decoded = json.loads(data)
+    if not isinstance(decoded, dict):
+        raise ValueError("not a JSON object")
+    versions: dict[str, int] = {}
+    for stream_id, version in decoded.items():
+        if type(version) is not int or version < 0:
+            raise ValueError(f"bad version for {stream_id!r}")
+        versions[stream_id] = version
+    return versions
+
+
 class RedisAppliedVersions:
-    """The worker's side: publish what a batch applied."""
+    """The worker's side (``streams.runtime.AppliedVersions``): publish what a batch applied."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self._channel = applied_channel(settings)
@@ -34,11 +59,12 @@ class RedisAppliedVersions:
 
     async def publish(self, versions: Mapping[str, int]) -> None:
         if versions:
-            await self._redis.publish(self._channel, json.dumps(versions, separators=(",", ":")))
+            await self._redis.publish(self._channel, encode_versions(versions))
 
 
 class AppliedVersionsSubscriber:
-    """The gateway's side: one subscription per process, each message handed to ``on_applied``."""
+    """The gateway's side (``api.read_your_writes.AppliedVersionsFeed``): one subscription per
+    process, each message handed to ``on_applied``."""
 
     def __init__(self, settings: Settings, redis: Redis, on_applied: Callable[[Mapping[str, int]], None]) -> None:
         self._channel = applied_channel(settings)
@@ -65,23 +91,24 @@ class AppliedVersionsSubscriber:
             self._pubsub = None
 
     async def _read(self, pubsub: PubSub) -> None:
-        while True:
+        while True:  # only cancellation ends it: a reader that died would leave every wait to its bound
             try:
-                # The client re-subscribes by itself after a reconnect; what was published meanwhile
-                # is missed, and the waits it would have ended fall back to their one query.
+                # Reconnects (and re-subscribes) inside get_message; see the module docstring.
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("reading applied versions failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(RETRY_DELAY_S)
                 continue
             if message is None or message.get("type") != "message":
                 continue
             try:
-                data = json.loads(message["data"])
-                versions = {str(k): int(v) for k, v in data.items()}
-            except (ValueError, TypeError, AttributeError):
+                versions = decode_versions(message["data"])
+            except (ValueError, TypeError):
                 log.warning("undecodable applied-versions message skipped")
                 continue
-            self._on_applied(versions)
+            try:
+                self._on_applied(versions)
+            except Exception:
+                log.exception("applied versions not taken")

@@ -40,6 +40,7 @@ T = TypeVar("T")
 POISON: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, AttributeError, InvalidDocument, BulkWriteError)
 POISON_ATTEMPTS = 3
 PUSH_ATTEMPTS = 8  # ~30 s of backoff
+ANNOUNCE_TIMEOUT_S = 1.0  # a notification never holds up the next batch for longer
 
 Item = tuple["Record", EventEnvelope]
 Apply = Callable[[Sequence[Item]], Awaitable[None]]
@@ -134,7 +135,8 @@ class ProjectionRuntime:
         for event in events:
             versions[event.stream_id] = max(versions.get(event.stream_id, 0), event.stream_version)
         try:
-            await self.applied.publish(versions)
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+                await self.applied.publish(versions)
         except Exception as exc:  # a notification only: waiting acks fall back to one query
             log.warning("applied versions not published: %r", exc)
 

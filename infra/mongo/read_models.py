@@ -154,9 +154,6 @@ class ReadModels:
         page = [{f: doc.get(f) for f in MESSAGE_FIELDS} for doc in docs[:limit]]
         return HistoryPage(messages=page, has_more=len(docs) > limit)
 
-    async def message_exists(self, message_id: str) -> bool:
-        return await (await self._coll(MESSAGES)).find_one({"_id": message_id}, projection={"_id": 1}) is not None
-
     # Read-your-writes -------------------------------------------------------------------
     async def conversation_caught_up(self, conversation_id: str, version: int) -> bool:
         doc = await (await self._coll(CONVERSATIONS)).find_one(
