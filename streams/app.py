@@ -166,20 +166,31 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 )
         if not commands:
             return
+        t_decode = time.perf_counter()
         decided = decide_batch(commands, stores)
+        t_decide = time.perf_counter()
         await _append_all(decided)
+        t_append = time.perf_counter()
         for item, source in zip(decided, sources, strict=True):
             # A table write goes to the changelog partition of the current event: the command's own.
             with _as_current(source):
                 apply_result(item.command, item.result, stores)
+        t_save = time.perf_counter()
         await asyncio.gather(*(_reply(item.command, item.result.outcome) for item in decided))
+        done = time.perf_counter()
         ok = sum(1 for item in decided if item.result.outcome.ok)
         log.info(
-            "decided %d commands (%d ok, %d refused) in %.1f ms",
+            "decided %d commands (%d ok, %d refused) in %.1f ms: decode %.1f, decide %.1f, append %.1f, "
+            "save %.1f, reply %.1f",
             len(decided),
             ok,
             len(decided) - ok,
-            (time.perf_counter() - started) * 1000,
+            (done - started) * 1000,
+            (t_decode - started) * 1000,
+            (t_decide - t_decode) * 1000,
+            (t_append - t_decide) * 1000,
+            (t_save - t_append) * 1000,
+            (done - t_save) * 1000,
         )
         for item in decided:
             log.debug(
