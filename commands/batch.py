@@ -72,10 +72,40 @@ def decide_batch(commands: Sequence[CommandEnvelope], stores: Stores) -> list[De
                 command.type,
                 extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
             )
-            result = refused(command, overlay, "internal", f"internal error ({type(exc).__name__})")
+            result = _internal(command, overlay, exc)
         apply_result(command, result, overlay)
         decided.append(Decided(command, result))
     return decided
+
+
+class _Nothing:
+    """A store that holds nothing and keeps nothing."""
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        return None
+
+
+def _internal(command: CommandEnvelope, stores: Stores, exc: Exception) -> Result:
+    """The ``internal`` refusal of a command whose decision raised, remembered with its aggregate's outcomes.
+
+    If the aggregate's record is itself what raises (unreadable), the refusal is remembered only
+    in the long-term outcomes and the record is left exactly as it was.
+    """
+    message = f"internal error ({type(exc).__name__})"
+    try:
+        return refused(command, stores, "internal", message)
+    except Exception:
+        log.exception(
+            "the record of %s is unreadable; refused without touching it",
+            command.aggregate_id,
+            extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
+        )
+        return refused(
+            command, Stores(aggregates=_Nothing(), messages=_Nothing(), outcomes=_Nothing()), "internal", message
+        )
 
 
 def save_batch(decided: Sequence[Decided], stores: Stores) -> None:

@@ -154,22 +154,24 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         started = time.perf_counter()
         commands: list[CommandEnvelope] = []
         sources: list[EventT[bytes]] = []
+        undecodable: list[tuple[EventT[bytes], str]] = []
         for event in batch:
             try:
                 commands.append(decode_command(event.value))
                 sources.append(event)
             except Exception as exc:
                 log.error("undecodable command parked in the dead-letter topic: %s", exc)
-                message = event.message
-                await (await services()).dead_letters.park(
-                    settings.commands_topic, message.partition, message.offset, event.value, repr(exc)
-                )
+                undecodable.append((event, repr(exc)))
+        if undecodable:
+            await _until_acknowledged(
+                f"parking {len(undecodable)} undecodable commands", lambda: _park_all(undecodable)
+            )
         if not commands:
             return
         t_decode = time.perf_counter()
         decided = decide_batch(commands, stores)
         t_decide = time.perf_counter()
-        await _append_all(decided)
+        await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
         for item, source in zip(decided, sources, strict=True):
             # A table write goes to the changelog partition of the current event: the command's own.
@@ -200,31 +202,42 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 extra={"command_id": item.command.command_id, "stream_id": item.command.aggregate_id},
             )
 
-    async def _append_all(decided: Sequence[Decided]) -> None:
-        """Send every event and rejection of the batch without waiting, then wait once for all.
+    async def _until_acknowledged(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run ``attempt`` until the broker acknowledges it, with backoff, for as long as it takes.
 
-        A broker that does not acknowledge (down, timed out) is retried with backoff for as long as
-        it takes: nothing is saved or answered meanwhile, and the batch's offsets do not move. A
-        retry may append some events twice; every consumer is idempotent on the event ids."""
+        Nothing is saved or answered meanwhile, and the batch's offsets do not move. Letting the
+        error out instead would lose the batch: ``take_events`` acks its events in a ``finally``,
+        which runs when the agent's loop is left by an exception too. A retry may append some
+        records twice; every consumer is idempotent on the event ids."""
         delay = 0.2
         while True:
             try:
-                pending = []
-                for item in decided:
-                    for event in item.result.events:
-                        key, value, headers = encode_event(event)
-                        pending.append(await events_topic.send(key=key, value=value, headers=headers))
-                    if item.result.rejection is not None:
-                        key, value, headers = encode_rejection(item.result.rejection)
-                        pending.append(await rejections_topic.send(key=key, value=value, headers=headers))
-                await asyncio.gather(*pending)
+                await attempt()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("appending a batch of %d commands failed (%r); retrying in %.1fs", len(decided), exc, delay)
+                log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _park_all(undecodable: Sequence[tuple[EventT[bytes], str]]) -> None:
+        dead_letters = (await services()).dead_letters
+        for event, reason in undecodable:
+            message = event.message
+            await dead_letters.park(settings.commands_topic, message.partition, message.offset, event.value, reason)
+
+    async def _append_all(decided: Sequence[Decided]) -> None:
+        """Send every event and rejection of the batch without waiting, then wait once for all acks."""
+        pending = []
+        for item in decided:
+            for event in item.result.events:
+                key, value, headers = encode_event(event)
+                pending.append(await events_topic.send(key=key, value=value, headers=headers))
+            if item.result.rejection is not None:
+                key, value, headers = encode_rejection(item.result.rejection)
+                pending.append(await rejections_topic.send(key=key, value=value, headers=headers))
+        await asyncio.gather(*pending)
 
     async def _reply(command: CommandEnvelope, outcome: Outcome) -> None:
         if command.reply_to:

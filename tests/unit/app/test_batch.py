@@ -116,6 +116,43 @@ def test_a_command_that_raises_is_refused_alone(monkeypatch: Any) -> None:
     assert [o.data.get("version") for o in outcomes] == [2, 3, None, 4, 5]
 
 
+def test_versions_stay_gap_free_across_batches_of_interleaved_aggregates() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    group = s.create_group(A, [B, C])
+    one = conversation_commands(s, conv)
+    other = conversation_commands(s, group)
+    interleaved = [c for pair in zip(one, other, strict=True) for c in pair]
+    decided = run_batches(s.stores, [interleaved[:3], interleaved[3:7], interleaved[7:]])
+    by_stream: dict[str, list[int]] = {}
+    for d in decided:
+        for e in d.result.events:
+            by_stream.setdefault(e.stream_id, []).append(e.stream_version)
+    assert by_stream[conversation_stream_id(conv)] == [2, 3, 4, 5, 6]
+    group_versions = by_stream[conversation_stream_id(group)]
+    assert group_versions == list(range(group_versions[0], group_versions[0] + 5))
+    saved = s.stores.aggregates.get(conversation_stream_id(group))
+    assert saved is not None and saved["state"]["version"] == group_versions[-1]
+
+
+def test_a_command_whose_record_is_unreadable_is_refused_alone_and_its_record_left_as_it_was() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    group = s.create_group(A, [B, C])
+    broken = {"not a record": True}
+    s.stores.aggregates.put(conversation_stream_id(group), broken)
+    bad = s.command("message:send", conversation_stream_id(group), A, {"conversation_id": group, "body": "x"})
+    batch = [*conversation_commands(s, conv)[:2], bad, *conversation_commands(s, conv)[:1]]
+    decided = run_batches(s.stores, [batch])
+    assert [d.result.outcome.ok for d in decided] == [True, True, False, True]
+    assert decided[2].result.outcome.error_code == "internal" and decided[2].result.events == []
+    assert decided[2].result.rejection is not None
+    assert s.stores.aggregates.get(conversation_stream_id(group)) == broken
+    # The refusal is still the remembered answer to a retry of the same command.
+    (again,) = run_batches(s.stores, [[bad]])
+    assert again.result.outcome.error_code == "internal"
+
+
 def test_overlay_reads_its_own_writes_and_leaves_the_base_alone() -> None:
     base = DictKV()
     base.put("k", {"v": 1})
