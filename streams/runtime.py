@@ -178,13 +178,21 @@ class ProjectionRuntime:
                     pushed[event.event_id] = pushes_for(event, docs.get(_conversation_of(event)))
                 except POISON:  # an event the views could not apply either (parked): nothing to push
                     continue
+        # In order within a conversation (clients see its pushes in seq order), conversations concurrently.
+        by_conversation: dict[str, list[tuple[EventEnvelope, Push]]] = {}
         for event in events:
             for push in pushed.get(event.event_id, []):
+                by_conversation.setdefault(_conversation_of(event), []).append((event, push))
+
+        async def in_order(items: list[tuple[EventEnvelope, Push]]) -> None:
+            for event, push in items:
                 try:
                     await _retry_transient(partial(self.pusher.push, push), attempts=PUSH_ATTEMPTS)
                 except Exception:
                     # Notifications only: the views have the event, and clients resync by query.
                     log.error("push %s of event %s dropped after retries", push.event, event.event_id, exc_info=True)
+
+        await asyncio.gather(*(in_order(items) for items in by_conversation.values()))
 
     async def _guarded(self, name: str, items: Sequence[Item], apply: Apply) -> None:
         """Retry unavailable stores forever; park events a projection keeps failing on, one by one."""

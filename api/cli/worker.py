@@ -54,7 +54,7 @@ def build_app(settings: Settings) -> faust.App:
             positions=Positions(db),
             database=db,
             trail=AuditTrail(db),
-            pusher=RedisPusher(settings),
+            pusher=RedisPusher(settings, liveness),
             dead_letters=dead_letters,
             applied=RedisAppliedVersions(settings, liveness),
         )

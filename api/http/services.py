@@ -62,7 +62,7 @@ class GatewayServices:
         read_your_writes = ReadYourWrites()
         return cls(
             settings=settings,
-            bus=CommandBus(settings),
+            bus=CommandBus(settings, redis=redis),
             read_models=ReadModels(mongo_db(mongo, settings)),
             tokens=TokenService(
                 secret, settings.jwt_algorithm, settings.access_token_ttl_s, settings.refresh_token_ttl_s

@@ -41,11 +41,15 @@ class CommandBus:
         self,
         settings: Settings,
         *,
+        redis: Redis | None = None,
         instance_id: str | None = None,
         request_timeout_ms: int = 5000,
         rejection_timeout_s: float = 2.0,
     ) -> None:
+        """``redis``: the process' client, whose pool the outcome subscription takes a connection
+        from (the caller closes it); without one the bus makes and closes its own."""
         self._settings = settings
+        self._shared_redis = redis
         self.instance_id = instance_id or settings.instance_id or f"gateway-{uuid.uuid4()}"
         self._request_timeout_ms = request_timeout_ms
         self._rejection_timeout_s = rejection_timeout_s
@@ -62,12 +66,14 @@ class CommandBus:
         Retries for up to ``wait_for_topic_s`` while the broker is not reachable yet.
         """
         deadline = time.monotonic() + wait_for_topic_s
-        redis = Redis.from_url(self._settings.redis_url, socket_connect_timeout=2.0)
+        redis = self._shared_redis or Redis.from_url(self._settings.redis_url, socket_connect_timeout=2.0)
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(reply_channel(self._settings, self.instance_id))
         except RedisError as exc:
-            await redis.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if self._shared_redis is None:
+                await redis.aclose()
             raise Unavailable(f"cannot subscribe to outcomes: {exc}") from exc
         try:
             producer = await _started(
@@ -83,7 +89,8 @@ class CommandBus:
             )
         except BaseException:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await redis.aclose()
+            if self._shared_redis is None:
+                await redis.aclose()
             raise
         self._producer, self._redis, self._pubsub = producer, redis, pubsub
         self._reader = asyncio.create_task(self._read_replies(), name=f"replies-{self.instance_id}")
@@ -103,7 +110,7 @@ class CommandBus:
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        if self._redis is not None:
+        if self._redis is not None and self._shared_redis is None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
         if self._producer is not None:
