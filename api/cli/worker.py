@@ -29,45 +29,6 @@ async def prepare(settings: Settings) -> None:
         log.info("projection %s was missing its store: rebuilt from the log", name, extra={"projection": name})
 
 
-def build_app(settings: Settings) -> faust.App:
-    from infra.applied_versions import RedisAppliedVersions
-    from infra.mongo.audit_trail import AuditTrail
-    from infra.mongo.client import mongo_client, mongo_db
-    from infra.mongo.documents import Positions, ProjectionRegistry
-    from infra.push import RedisPusher
-    from infra.redis_client import mark_worker_alive, redis_client
-    from infra.replies import RedisReplies
-    from streams.app import WorkerServices, create_app
-    from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
-
-    name = instance_name(settings)
-    worker_dir = settings.data_dir / "worker" / settings.worker_id
-    worker_dir.mkdir(parents=True, exist_ok=True)
-
-    async def build_services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:
-        client = mongo_client(settings)
-        db = mongo_db(client, settings)
-        liveness = redis_client(settings)
-        runtime = ProjectionRuntime(
-            settings=settings,
-            registry=ProjectionRegistry(db),
-            positions=Positions(db),
-            database=db,
-            trail=AuditTrail(db),
-            pusher=RedisPusher(settings, liveness),
-            dead_letters=dead_letters,
-            applied=RedisAppliedVersions(settings, liveness),
-        )
-
-        async def heartbeat() -> None:
-            await mark_worker_alive(liveness, settings, name)
-
-        replies = RedisReplies(settings, liveness)
-        return WorkerServices(projections=runtime, dead_letters=dead_letters, replies=replies, heartbeat=heartbeat)
-
-    return create_app(settings, str(worker_dir), build_services)
-
-
 def run_worker(args: argparse.Namespace) -> int:
     from api.cli.context import NoPlatformError, load_settings
 
@@ -82,7 +43,9 @@ def run_worker(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"parley worker: cannot prepare: {exc}", file=sys.stderr)
         return 1
-    app = build_app(settings)
+    from api import bootstrap
+
+    app = bootstrap.worker(settings)
     atexit.register(_forget_liveness, settings)
     worker = faust.Worker(
         app,

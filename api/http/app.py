@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
+from api import bootstrap
 from api.http.middleware import CorrelationMiddleware
 from api.http.routers import auth, health
 from api.http.services import GatewayServices
@@ -30,9 +31,9 @@ SOCKETIO_PATH = "socket.io"
 
 
 def create_app(settings: Settings, services: GatewayServices | None = None) -> ASGIApp:
-    """Build the whole gateway from settings (the composition root). Nothing connects until the
-    ASGI lifespan starts; shutdown closes every client."""
-    services = services or GatewayServices.build(settings)
+    """The whole gateway from settings (its services from ``api.bootstrap``). Nothing connects until
+    the ASGI lifespan starts; shutdown closes every client."""
+    services = services or bootstrap.gateway(settings)
     sio = create_socket_server(services)
 
     @asynccontextmanager

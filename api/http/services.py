@@ -1,10 +1,9 @@
-"""The gateway's composition root: every adapter built from Settings, started and closed together."""
+"""The gateway's services: every adapter it uses (built by ``api.bootstrap.gateway``), started and closed together."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,14 +15,10 @@ from redis.asyncio import Redis
 from api.http.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
-from infra.applied_versions import AppliedVersionsSubscriber
 from infra.kafka.command_bus import CommandBus
-from infra.mongo.client import MongoDoc, mongo_client, mongo_db
+from infra.mongo.client import MongoDoc
 from infra.mongo.read_models import ReadModels
-from infra.provision import s3_client
-from infra.rate_limit import RedisRateLimiter
-from infra.redis_client import live_workers, redis_client
-from infra.search_client import search_client
+from infra.redis_client import live_workers
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
 from infra.settings import Settings
@@ -48,35 +43,6 @@ class GatewayServices:
     read_your_writes: ReadYourWrites
     applied_versions: AppliedVersionsFeed  # feeds read_your_writes
     rate_limiter: RateLimiter
-
-    @classmethod
-    def build(cls, settings: Settings) -> GatewayServices:
-        """Construct every adapter; nothing connects before :meth:`start`."""
-        secret = settings.jwt_secret
-        if not secret:  # Settings refuses this in production
-            # Local mode without a configured secret: tokens only this process can verify.
-            log.warning("no jwt_secret configured: using a random one for this process")
-            secret = secrets.token_urlsafe(48)
-        mongo = mongo_client(settings)
-        redis = redis_client(settings)
-        read_your_writes = ReadYourWrites()
-        return cls(
-            settings=settings,
-            bus=CommandBus(settings, redis=redis),
-            read_models=ReadModels(mongo_db(mongo, settings)),
-            tokens=TokenService(
-                secret, settings.jwt_algorithm, settings.access_token_ttl_s, settings.refresh_token_ttl_s
-            ),
-            passwords=Passwords(),
-            metrics=GatewayMetrics(),
-            mongo=mongo,
-            redis=redis,
-            search=search_client(settings, READY_CHECK_TIMEOUT_S),
-            storage=s3_client(settings, timeout_s=READY_CHECK_TIMEOUT_S),
-            read_your_writes=read_your_writes,
-            applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
-            rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
-        )
 
     @property
     def instance_id(self) -> str:

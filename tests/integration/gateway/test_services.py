@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from api.http.services import GatewayServices
+from api import bootstrap
 from infra.search_client import search_client
 from infra.settings import Settings
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_readiness_of_the_running_platform(stack_settings: Settings) -> None:
-    services = GatewayServices.build(stack_settings)
+    services = bootstrap.gateway(stack_settings)
     await services.start()
     try:
         checks = await services.readiness()
@@ -27,7 +27,7 @@ async def test_readiness_names_what_is_missing(stack_settings: Settings) -> None
     settings = stack_settings.model_copy(
         update={"topic_prefix": f"nobody-{uuid.uuid4().hex[:6]}", "media_bucket": "no-such-bucket"}
     )
-    services = GatewayServices.build(settings)  # not started: Kafka is reported, not raised
+    services = bootstrap.gateway(settings)  # not started: Kafka is reported, not raised
     try:
         checks = await services.readiness()
     finally:

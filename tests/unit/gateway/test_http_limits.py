@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from api import bootstrap
 from api.http.app import create_app
 from api.http.services import GatewayServices
 from infra.rate_limit import InMemoryRateLimiter
@@ -26,7 +27,7 @@ ClientAt = Callable[[str], httpx.AsyncClient]
 
 @pytest.fixture
 async def services() -> AsyncIterator[GatewayServices]:
-    made = GatewayServices.build(UNREACHABLE.model_copy(update={"rate_limits": LIMITS, "query_timeout_s": 0.2}))
+    made = bootstrap.gateway(UNREACHABLE.model_copy(update={"rate_limits": LIMITS, "query_timeout_s": 0.2}))
     made.rate_limiter = InMemoryRateLimiter()
     try:
         yield made
