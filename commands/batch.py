@@ -15,20 +15,24 @@ redelivered batch is re-decided to identical events.
 
 A command whose decision raises unexpectedly (a bug, not a domain refusal) is refused alone
 with ``internal``; its aggregate keeps the state it had before it, and the rest of the batch
-is decided.
+is decided. The same holds for a decision whose records cannot be encoded: the caller's
+``encode`` runs here, inside that guard, so such a command costs itself alone instead of
+failing the append of the whole batch on every retry.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from commands.handler import KeyValue, Result, Stores, apply_result, handle, refused
 from domain.envelope import CommandEnvelope
 
 log = logging.getLogger("parley.worker")
+
+T = TypeVar("T")
 
 
 class Overlay:
@@ -48,24 +52,43 @@ class Overlay:
 
 
 @dataclass(frozen=True)
-class Decided:
-    """One command of a batch and what deciding it gave."""
+class Decided(Generic[T]):
+    """One command of a batch, what deciding it gave, and its records for the log as ``encode`` made them."""
 
     command: CommandEnvelope
     result: Result
+    records: Sequence[T] = ()
 
 
-def decide_batch(commands: Sequence[CommandEnvelope], stores: Stores) -> list[Decided]:
-    """Decide ``commands`` in order against ``stores`` plus what the batch itself changed."""
+@overload
+def decide_batch(commands: Sequence[CommandEnvelope], stores: Stores) -> list[Decided[Any]]: ...
+
+
+@overload
+def decide_batch(
+    commands: Sequence[CommandEnvelope], stores: Stores, encode: Callable[[Result], Sequence[T]]
+) -> list[Decided[T]]: ...
+
+
+def decide_batch(
+    commands: Sequence[CommandEnvelope],
+    stores: Stores,
+    encode: Callable[[Result], Sequence[Any]] | None = None,
+) -> list[Decided[Any]]:
+    """Decide ``commands`` in order against ``stores`` plus what the batch itself changed.
+
+    ``encode`` turns a result into what the caller will append (its events and rejection).
+    """
     overlay = Stores(
         aggregates=Overlay(stores.aggregates),
         messages=Overlay(stores.messages),
         outcomes=Overlay(stores.outcomes),
     )
-    decided: list[Decided] = []
+    decided: list[Decided[Any]] = []
     for command in commands:
         try:
             result = handle(command, overlay)
+            records = encode(result) if encode is not None else ()
         except Exception as exc:  # a bug must cost this command alone, never the batch
             log.exception(
                 "deciding %s raised; refused as internal",
@@ -73,8 +96,9 @@ def decide_batch(commands: Sequence[CommandEnvelope], stores: Stores) -> list[De
                 extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
             )
             result = _internal(command, overlay, exc)
+            records = encode(result) if encode is not None else ()
         apply_result(command, result, overlay)
-        decided.append(Decided(command, result))
+        decided.append(Decided(command, result, records))
     return decided
 
 
@@ -108,7 +132,7 @@ def _internal(command: CommandEnvelope, stores: Stores, exc: Exception) -> Resul
         )
 
 
-def save_batch(decided: Sequence[Decided], stores: Stores) -> None:
+def save_batch(decided: Sequence[Decided[Any]], stores: Stores) -> None:
     """Save what the batch changed, in its order. Call only once all its events are in the log."""
     for item in decided:
         apply_result(item.command, item.result, stores)

@@ -2,7 +2,19 @@
 
 - ``decide`` consumes the commands topic (key = aggregate id). Being the only consumer of a
   partition, it is the single writer of every aggregate in it; its tables are partitioned
-  the same way (their changelog topics have the commands topic's partition count).
+  the same way (their changelog topics have the commands topic's partition count). It takes
+  commands in batches (``DECIDE_BATCH`` within ``DECIDE_WITHIN_S``), decides them in order
+  against an overlay of its tables (``commands/batch.py``), sends every event and rejection
+  of the batch, waits once for all the acknowledgements, then saves in the batch's order and
+  publishes the outcomes.
+
+  Failure policy of ``decide``: a command that cannot be decoded is parked in the dead-letter
+  topic; one whose decision raises is refused alone with ``internal``. An append (or a
+  parking) that the broker does not acknowledge is RETRIED with backoff for as long as it
+  takes, never raised: nothing is saved or answered meanwhile and the batch is not acked, so
+  its offsets do not move. Raising would lose the batch, because ``take_events`` acks its
+  events in a ``finally`` that also runs when the agent dies. A retry may append a record
+  twice (same event id, same stream version), which every consumer absorbs.
 - ``project`` consumes the events topic and feeds ``ProjectionRuntime`` in batches.
 - ``trail_rejections`` consumes refused commands for the compliance trail.
 
@@ -25,9 +37,9 @@ from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 
 from commands.batch import Decided, decide_batch
-from commands.handler import Stores, apply_result
+from commands.handler import Result, Stores, apply_result
 from domain.envelope import CommandEnvelope, Outcome
-from infra.kafka.codec import decode_command, encode_event, encode_rejection
+from infra.kafka.codec import Headers, decode_command, encode_event, encode_rejection
 from infra.settings import Settings
 from streams.idempotent import ParleyApp
 from streams.runtime import DeadLetters, ProjectionRuntime, Record
@@ -38,6 +50,9 @@ TABLES = ("aggregates", "messages", "outcomes")
 # Commands decided together: as many as arrive within a few milliseconds, at most this many.
 DECIDE_BATCH = 500
 DECIDE_WITHIN_S = 0.005
+
+# A record for the log: topic, key, value, headers.
+Outgoing = tuple[Any, bytes, bytes, Headers]
 
 
 @contextmanager
@@ -169,7 +184,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         if not commands:
             return
         t_decode = time.perf_counter()
-        decided = decide_batch(commands, stores)
+        decided = decide_batch(commands, stores, _encode)
         t_decide = time.perf_counter()
         await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
@@ -194,7 +209,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             (t_save - t_append) * 1000,
             (done - t_save) * 1000,
         )
-        for item in decided:
+        for item in decided if log.isEnabledFor(logging.DEBUG) else ():
             log.debug(
                 "decided %s: %s",
                 item.command.type,
@@ -227,16 +242,20 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             message = event.message
             await dead_letters.park(settings.commands_topic, message.partition, message.offset, event.value, reason)
 
-    async def _append_all(decided: Sequence[Decided]) -> None:
+    def _encode(result: Result) -> list[Outgoing]:
+        """The records a result appends; run inside the batch's per-command guard."""
+        records: list[Outgoing] = [(events_topic, *encode_event(event)) for event in result.events]
+        if result.rejection is not None:
+            records.append((rejections_topic, *encode_rejection(result.rejection)))
+        return records
+
+    async def _append_all(decided: Sequence[Decided[Outgoing]]) -> None:
         """Send every event and rejection of the batch without waiting, then wait once for all acks."""
         pending = []
         for item in decided:
-            for event in item.result.events:
-                key, value, headers = encode_event(event)
-                pending.append(await events_topic.send(key=key, value=value, headers=headers))
-            if item.result.rejection is not None:
-                key, value, headers = encode_rejection(item.result.rejection)
-                pending.append(await rejections_topic.send(key=key, value=value, headers=headers))
+            for topic, key, value, headers in item.records:
+                # ``send`` only hands the record to the producer; the future it returns is the ack.
+                pending.append(await topic.send(key=key, value=value, headers=headers))
         await asyncio.gather(*pending)
 
     async def _reply(command: CommandEnvelope, outcome: Outcome) -> None:

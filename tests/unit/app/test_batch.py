@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commands.batch import Decided, Overlay, decide_batch, save_batch
-from commands.handler import Stores
+from commands.handler import Result, Stores
 from domain.conversation import conversation_stream_id
 from domain.envelope import CommandEnvelope
 from tests.unit.app.scenario import USERS, DictKV, Scenario, new_stores
@@ -16,7 +17,7 @@ from tests.unit.app.scenario import USERS, DictKV, Scenario, new_stores
 A, B, C, _ = USERS
 
 
-def snapshot(decided: list[Decided]) -> list[tuple[Any, ...]]:
+def snapshot(decided: list[Decided[Any]]) -> list[tuple[Any, ...]]:
     return [
         (
             d.result.outcome.model_dump(mode="json"),
@@ -27,8 +28,8 @@ def snapshot(decided: list[Decided]) -> list[tuple[Any, ...]]:
     ]
 
 
-def run_batches(stores: Stores, batches: list[list[CommandEnvelope]]) -> list[Decided]:
-    out: list[Decided] = []
+def run_batches(stores: Stores, batches: list[list[CommandEnvelope]]) -> list[Decided[Any]]:
+    out: list[Decided[Any]] = []
     for batch in batches:
         decided = decide_batch(batch, stores)
         save_batch(decided, stores)  # "after the log acknowledged every event"
@@ -114,6 +115,38 @@ def test_a_command_that_raises_is_refused_alone(monkeypatch: Any) -> None:
     assert decided[2].result.rejection is not None and decided[2].result.rejection.code == "internal"
     # The refused command took no version: the next one follows the one before it.
     assert [o.data.get("version") for o in outcomes] == [2, 3, None, 4, 5]
+
+
+def test_a_command_whose_records_cannot_be_encoded_is_refused_alone() -> None:
+    """An unencodable event would fail the append of the whole batch on every retry."""
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    batch = conversation_commands(s, conv)
+    poison = batch[1]
+
+    def encode(result: Result) -> list[str]:
+        if result.events and result.outcome.command_id == poison.command_id:
+            raise TypeError("not serializable")
+        records = [e.event_id for e in result.events]
+        return records + ([result.rejection.rejection_id] if result.rejection else [])
+
+    decided = run_batches_encoded(s.stores, batch, encode)
+    assert [d.result.outcome.ok for d in decided] == [True, False, True, True, True]
+    assert decided[1].result.outcome.error_code == "internal" and decided[1].result.events == []
+    assert decided[1].result.rejection is not None
+    assert decided[1].records == [decided[1].result.rejection.rejection_id]
+    assert [[e.stream_version for e in d.result.events] for d in decided] == [[2], [], [3], [4], [5]]
+    assert [len(d.records) for d in decided] == [1, 1, 1, 1, 1]
+    saved = s.stores.aggregates.get(conversation_stream_id(conv))
+    assert saved is not None and saved["state"]["version"] == 5
+
+
+def run_batches_encoded(
+    stores: Stores, batch: list[CommandEnvelope], encode: Callable[[Result], list[str]]
+) -> list[Decided[str]]:
+    decided = decide_batch(batch, stores, encode)
+    save_batch(decided, stores)
+    return decided
 
 
 def test_versions_stay_gap_free_across_batches_of_interleaved_aggregates() -> None:
