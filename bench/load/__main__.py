@@ -126,8 +126,12 @@ async def _raw_phase(
     args: argparse.Namespace, bootstrap: str, partitions: int, rf: int, results: dict[str, Any]
 ) -> None:
     _log(f"(c) raw produce to {bootstrap} for {args.seconds:g} s")
-    async with asyncio.timeout(args.seconds + 120.0):
-        results["raw"] = await servers.raw_produce(bootstrap, args.seconds, args.max_messages, partitions, rf)
+    try:
+        async with asyncio.timeout(args.seconds + 120.0):
+            results["raw"] = await servers.raw_produce(bootstrap, args.seconds, args.max_messages, partitions, rf)
+    except Exception as exc:  # an unreachable broker or a refused topic: the other phases still run
+        _log(f"raw produce failed: {exc!r}")
+        results["notes"].append(f"raw produce to {bootstrap} failed: {exc!r}")
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:

@@ -91,11 +91,19 @@ class Tracker:
         except TimeoutError:
             pass
 
-    def summary(self, start: float, seconds: float) -> dict[str, Any]:
-        """Figures for a window of `seconds` from `start` (throughput counts what arrived within it)."""
+    def summary(self, start: float, seconds: float, whole: bool = False) -> dict[str, Any]:
+        """Figures for a window of `seconds` from `start`: throughput counts what arrived within it.
+
+        With `whole` (the open loop), every ack and push counts, over the time from `start` to the
+        last of them (at least `seconds`): a backlog stretches that time rather than being dropped."""
         end = start + seconds
-        acked_in = sum(1 for t, _ in self.acks if t <= end)
-        pushed_in = sum(1 for t, _ in self.pushes if t <= end)
+        if whole:
+            acked_in, pushed_in = len(self.acks), len(self.pushes)
+            last = max([t for t, _ in self.acks] + [t for t, _ in self.pushes], default=end)
+            seconds = max(seconds, last - start)
+        else:
+            acked_in = sum(1 for t, _ in self.acks if t <= end)
+            pushed_in = sum(1 for t, _ in self.pushes if t <= end)
         ack_ms = [lat * 1000 for _, lat in self.acks]
         push_ms = [lat * 1000 for _, lat in self.pushes]
         return {
@@ -243,9 +251,12 @@ async def platform_fleet(url: str, senders: int, ack_timeout_s: float) -> Fleet:
                 async with limit:
                     return await _register(http, name)
 
-            users = await asyncio.gather(
-                *(user(f"load{fleet.tag}{role}{i}") for i in range(senders) for role in ("s", "r"))
-            )
+            try:
+                users = await asyncio.gather(
+                    *(user(f"load{fleet.tag}{role}{i}") for i in range(senders) for role in ("s", "r"))
+                )
+            except httpx.HTTPError as exc:
+                raise SetupError(f"registering users on {url} failed: {exc!r}") from None
         for i in range(senders):
             (_sender_id, sender_token), (receiver_id, receiver_token) = users[2 * i], users[2 * i + 1]
             await fleet.add_pair(i, sender_token, receiver_token, receiver_id)
@@ -350,6 +361,6 @@ async def open_loop(fleet: Fleet, rate: float, seconds: float, drain_s: float) -
     if pending:
         await asyncio.gather(*pending)  # each bounded by the ack timeout
     await tracker.drain(drain_s)
-    result = tracker.summary(start, seconds)
+    result = tracker.summary(start, seconds, whole=True)
     result.update(senders=len(fleet.pairs), rate=round(rate, 1), max_schedule_lag_ms=round(max_lag * 1000, 1))
     return result
