@@ -3,7 +3,9 @@
 1. take the projection's rebuild lock; drop leftovers of interrupted runs (every generation
    but the live one), create ``rm_<name>_g<N+1>``;
 2. fold the log from offset 0 up to the end offsets snapshotted at start, in large batches
-   (one ``find`` and one bulk write per batch; reading the next batch overlaps the write);
+   (one ``find`` and one bulk write per batch; reading the next batch overlaps the write),
+   through the live agent's runner (``projections.runner``): the records it parks live are
+   left out here and listed in the report;
 3. catch up to the current end offsets, create the indexes, swap the registry entry (one
    write: readers move over atomically);
 4. wait a little longer than the registry's cache time (the live agent may still have
@@ -38,12 +40,15 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.envelope import EventEnvelope, Rejection
 from domain.upcasting import upcast
+from infra.kafka.codec import decode_event
 from infra.kafka.log_reader import LogEntry, LogReader, Record, decode_event_record, decode_rejection_record
 from infra.mongo.audit_trail import AUDIT, AuditTrail, ensure_trail_indexes
 from infra.mongo.client import mongo_client, mongo_db
-from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for
+from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for, refusals
 from infra.settings import Settings
-from projections.base import DocumentProjection, Folded, fold, ids_touched
+from projections.base import DocumentProjection, Folded, fold
+from projections.runner import POISON, Projector
+from projections.runner import Record as RawRecord
 
 log = logging.getLogger("parley.rebuild")
 
@@ -89,6 +94,7 @@ class RebuildReport:
     bulk_seconds: float = 0.0  # folding the snapshot (the first phase): the throughput figure
     bulk_records: int = 0
     positions: dict[str, dict[int, int]] = field(default_factory=dict)
+    parked: list[Parked] = field(default_factory=list)  # records left out, as the live agent parks them
 
     @property
     def rate(self) -> float:
@@ -96,6 +102,30 @@ class RebuildReport:
 
 
 Progress = Callable[[RebuildProgress], None]
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A record the projection runner parked: where it is in the log, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
+class ParkedRecords:
+    """A rebuild's dead letters: the live agent, running the same runner under the same policy,
+    has parked these records already; the rebuild leaves them out of the new copy and lists them."""
+
+    def __init__(self) -> None:
+        self.parked: list[Parked] = []
+
+    async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None:
+        log.warning(
+            "rebuild leaves out %s:%d@%d (%s), as the live agent parks it", source_topic, partition, offset, reason
+        )
+        self.parked.append(Parked(source_topic, partition, offset, reason))
 
 
 def document_projections() -> dict[str, DocumentProjection]:
@@ -229,8 +259,13 @@ def _log_progress() -> Progress:
     return report
 
 
+def raw_record(record: Record) -> RawRecord:
+    """A log record as the projection runner takes it (the live agent gets the same from Faust)."""
+    return RawRecord(record.partition, record.offset, record.value or b"")
+
+
 def decode_upcast_event(record: Record) -> EventEnvelope | None:
-    """As the live agent reads events: decoded and upcast; a record it would park is skipped."""
+    """As the projection runner reads events: decoded and upcast; a record it would park is skipped."""
     event = decode_event_record(record)
     if event is None:
         return None
@@ -264,6 +299,7 @@ class _Rebuild:
         self.applied = 0
         self.bulk_seconds = 0.0
         self.bulk_records = 0
+        self.dead_letters = ParkedRecords()
 
     def _bulk_done(self, since: float) -> None:
         self.bulk_seconds += time.monotonic() - since
@@ -361,28 +397,33 @@ class _Rebuild:
         target, generation = await self._prepare()
         store = DocumentStore(self.db[target], projection)
         loader = BulkLoadStore(self.db[target], projection)
+        # The live agent's runner, but a store that fails stops the rebuild (the live copy is untouched).
+        runner = Projector(topic, decode_event, self.dead_letters)
 
-        async def load(batch: list[LogEntry[EventEnvelope]]) -> int:
-            return await _apply_skipping_poison(loader, [entry.value for entry in batch])
+        def into(target_store: DocumentStore) -> Callable[[list[LogEntry[RawRecord]]], Coroutine[Any, Any, int]]:
+            async def apply(batch: list[LogEntry[RawRecord]]) -> int:
+                decoded = await runner.decode_batch([entry.value for entry in batch])
+                return await runner.project(self.name, target_store, decoded.current)
 
-        async def apply(batch: list[LogEntry[EventEnvelope]]) -> int:
-            return await _apply_skipping_poison(store, [entry.value for entry in batch])
+            return apply
+
+        load, apply = into(loader), into(store)
 
         async with LogReader(self.settings, topic, batch_size=self.batch_size) as reader:
             self.total = reader.total
             self._tick("rebuild")
             bulk = time.monotonic()
-            await self._fold(reader, decode_upcast_event, load, "rebuild", None, None)
+            await self._fold(reader, raw_record, load, "rebuild", None, None)
             self._bulk_done(bulk)
             positions = dict(reader.positions)
             await reader.refresh_end_offsets()
-            await self._fold(reader, decode_upcast_event, load, "catch-up", positions, None)
+            await self._fold(reader, raw_record, load, "catch-up", positions, None)
             positions.update(reader.positions)
             await store.ensure_indexes()
             previous = await self.registry.swap(self.name, target, generation)
             await asyncio.sleep(self.settle_s)
             await reader.refresh_end_offsets()
-            await self._fold(reader, decode_upcast_event, apply, "final catch-up", positions, None)
+            await self._fold(reader, raw_record, apply, "final catch-up", positions, None)
             positions.update(reader.positions)
         await Positions(self.db).save(self.name, topic, positions)
         if previous and previous != target:
@@ -450,35 +491,8 @@ class _Rebuild:
             bulk_seconds=self.bulk_seconds,
             bulk_records=self.bulk_records,
             positions=positions,
+            parked=list(self.dead_letters.parked),
         )
-
-
-# A projection that raises these on an event cannot apply it: the live agent parks such an event
-# in the dead-letter topic. A failing MongoDB operation, though, stops the rebuild (the live
-# projection is untouched): it must not leave events out of the new copy.
-POISON = (KeyError, TypeError, ValueError)
-
-
-async def _apply_skipping_poison(store: DocumentStore, events: list[EventEnvelope]) -> int:
-    """Apply a batch; if it fails on an event the projection cannot apply, apply one event at
-    a time and leave out those that fail, as the live agent does (it parks them)."""
-    try:
-        return len((await store.apply(events)).applied)
-    except POISON:
-        pass
-    applied = 0
-    for event in events:
-        try:
-            applied += len((await store.apply([event])).applied)
-        except POISON as exc:
-            log.error(
-                "projection %s cannot apply event %s (%s): left out, as the live agent parks it",
-                store.projection.name,
-                event.event_id,
-                exc,
-                extra={"projection": store.projection.name, "event_id": event.event_id},
-            )
-    return applied
 
 
 async def _raw_and_decoded(
@@ -506,15 +520,14 @@ class BulkLoadStore(DocumentStore):
     the batch is applied again the ordinary way (idempotent by stream version)."""
 
     async def apply(self, events: Sequence[EventEnvelope], on_event: Any = None) -> Folded:
-        ids = ids_touched(self.projection, events)
-        current: dict[str, MongoDoc | None] = dict.fromkeys(ids)
         # A document first touched here by the event that creates it cannot exist yet (but for a
         # repeated copy of that event, which the insert's duplicate key catches): no lookup.
-        first: dict[str, str] = {}
+        first: dict[str, str] = {}  # every id touched, in order, with the type of its first event
         for event in events:
             for doc_id in self.projection.doc_ids(event):
                 first.setdefault(doc_id, event.type)
-        lookup = [i for i in ids if first.get(i) not in self.projection.creating_events]
+        current: dict[str, MongoDoc | None] = dict.fromkeys(first)
+        lookup = [i for i, kind in first.items() if kind not in self.projection.creating_events]
         if lookup:
             async for found in self.collection.find({"_id": {"$in": lookup}}):
                 current[str(found["_id"])] = found
@@ -529,15 +542,16 @@ class BulkLoadStore(DocumentStore):
                 inserts.append(doc)
             else:
                 others.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
-        try:
-            if inserts:
-                await self.collection.insert_many(inserts, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
-            return await DocumentStore.apply(self, events)
-        if others:
-            await self.collection.bulk_write(others, ordered=False)
+        with refusals():  # a document MongoDB refuses is poison, as in DocumentStore
+            try:
+                if inserts:
+                    await self.collection.insert_many(inserts, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                return await DocumentStore.apply(self, events)
+            if others:
+                await self.collection.bulk_write(others, ordered=False)
         return folded
 
 

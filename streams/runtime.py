@@ -4,7 +4,9 @@ Failure policy (never log-and-continue, which would move the offset past an even
 applied): a record that cannot be decoded is parked in the dead-letter topic at once; a
 store that is down is retried with backoff for as long as it takes (the offset does not
 move meanwhile); a projection that raises on a well-formed event is retried a few times
-and then parked, loudly.
+and then parked, loudly. That loop is ``projections.runner.Projector``, which a rebuild runs
+too; this module adds what only the live agent does: the audit trail, pushes, the order of
+the stores, retrying a store that is down, and the applied-versions notification.
 """
 
 from __future__ import annotations
@@ -18,32 +20,26 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from bson.errors import InvalidDocument
-from pymongo.errors import BulkWriteError
-
 from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.envelope import EventEnvelope, Rejection
-from domain.upcasting import upcast
 from infra.kafka.codec import decode_event, decode_rejection
 from infra.logging import correlation_id_var, message_type_var
-from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry
+from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, refusals
 from infra.settings import Settings
 from projections.base import Doc, DocumentProjection, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import Push, pushes_for
+from projections.runner import POISON, Item, Projector, next_offsets
+from projections.runner import DeadLetters as DeadLetters  # the Faust app and tests name them from here
+from projections.runner import Record as Record
 
 log = logging.getLogger("parley.worker")
 T = TypeVar("T")
 
-# What a projection raises on an event it cannot apply (a bug, a malformed payload, a document
-# MongoDB refuses): retried a few times, then parked. Anything else is a store that is down.
-POISON: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, AttributeError, InvalidDocument, BulkWriteError)
-POISON_ATTEMPTS = 3
 PUSH_ATTEMPTS = 8  # ~30 s of backoff
 ANNOUNCE_TIMEOUT_S = 1.0  # a notification never holds up the next batch for longer
 
-Item = tuple["Record", EventEnvelope]
-Apply = Callable[[Sequence[Item]], Awaitable[None]]
+Apply = Callable[[Sequence[Item]], Awaitable[int]]
 
 
 class Pusher(Protocol):
@@ -56,21 +52,8 @@ class AppliedVersions(Protocol):
     async def publish(self, versions: Mapping[str, int]) -> None: ...
 
 
-class DeadLetters(Protocol):
-    async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None: ...
-
-
 class Trail(Protocol):
     async def append(self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]) -> int: ...
-
-
-@dataclass(frozen=True)
-class Record:
-    """One consumed record: where it came from and its raw value."""
-
-    partition: int
-    offset: int
-    value: bytes
 
 
 @dataclass
@@ -97,17 +80,18 @@ class ProjectionRuntime:
             self._stores[name] = store
         return store
 
+    @property
+    def runner(self) -> Projector:
+        """The loop a rebuild runs too (same decoding, poison and parking), with stores retried forever."""
+        return Projector(self.settings.events_topic, decode_event, self.dead_letters, transient=_retry_transient)
+
     async def events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
-        stored: list[Item] = []  # as in the log: what the audit trail hashes
-        for record in records:
-            try:
-                stored.append((record, decode_event(record.value)))
-            except Exception as exc:  # a record no reader can decode must not block the partition
-                await self.dead_letters.park(topic, record.partition, record.offset, record.value, repr(exc))
-        if not stored:
+        runner = self.runner
+        decoded = await runner.decode_batch(records)
+        if not decoded.stored:
             return
-        current = [(record, upcast(event)) for record, event in stored]  # today's shapes: what views read
+        stored, current = decoded.stored, decoded.current  # as in the log (the trail), upcast (the views)
         pushed: dict[str, list[Push]] = {}
 
         def collect(event: EventEnvelope, docs: Mapping[str, Doc | None]) -> None:
@@ -118,12 +102,12 @@ class ProjectionRuntime:
         names = list(self.projections)
         first, last = names[:-1], names[-1:]
         await asyncio.gather(
-            *(self._guarded(name, current, self._projector(name, None)) for name in first),
-            self._guarded("audit", stored, self._trail_appender(topic)),
+            *(runner.guarded(name, current, self._projector(name, None)) for name in first),
+            runner.guarded("audit", stored, self._trail_appender(topic)),
         )
         for name in last:
-            await self._guarded(name, current, self._projector(name, collect if name == "conversations" else None))
-        await _retry_transient(lambda: self.positions.save_all(tuple(self.projections), topic, _next_offsets(records)))
+            await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
+        await _retry_transient(lambda: self.positions.save_all(tuple(self.projections), topic, next_offsets(records)))
         await self._announce([event for _, event in current])
         await self._push([event for _, event in current], pushed)
 
@@ -153,15 +137,16 @@ class ProjectionRuntime:
             await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
 
     def _projector(self, name: str, on_event: OnEvent | None) -> Apply:
-        async def apply(items: Sequence[Item]) -> None:
+        async def apply(items: Sequence[Item]) -> int:
             store = await self._store(name)
-            await store.apply([event for _, event in items], on_event)
+            return len((await store.apply([event for _, event in items], on_event)).applied)
 
         return apply
 
     def _trail_appender(self, topic: str) -> Apply:
-        async def append(items: Sequence[Item]) -> None:
-            await self.trail.append(topic, [(record.partition, record.offset, event) for record, event in items])
+        async def append(items: Sequence[Item]) -> int:
+            with refusals():
+                return await self.trail.append(topic, [(r.partition, r.offset, event) for r, event in items])
 
         return append
 
@@ -194,35 +179,6 @@ class ProjectionRuntime:
 
         await asyncio.gather(*(in_order(items) for items in by_conversation.values()))
 
-    async def _guarded(self, name: str, items: Sequence[Item], apply: Apply) -> None:
-        """Retry unavailable stores forever; park events a projection keeps failing on, one by one."""
-        failures = 0
-        while True:
-            try:
-                await _retry_transient(lambda: apply(items))
-                return
-            except POISON as exc:
-                failures += 1
-                if failures < POISON_ATTEMPTS:
-                    await asyncio.sleep(0.2 * failures)
-                    continue
-                if len(items) > 1:  # find the poison event: the others still get applied
-                    for item in items:
-                        await self._guarded(name, [item], apply)
-                    return
-                record, event = items[0]
-                log.error(
-                    "projection %s cannot apply event %s (%r); parked in the dead-letter topic",
-                    name,
-                    event.event_id,
-                    exc,
-                    extra={"projection": name, "event_id": event.event_id, "correlation_id": event.correlation_id},
-                )
-                await self.dead_letters.park(
-                    self.settings.events_topic, record.partition, record.offset, record.value, f"{name}: {exc!r}"
-                )
-                return
-
 
 def _conversation_of(event: EventEnvelope) -> str:
     return event.stream_id.removeprefix(CONVERSATION_PREFIX) if event.stream_id.startswith(CONVERSATION_PREFIX) else ""
@@ -244,13 +200,6 @@ async def _retry_transient(action: Callable[[], Awaitable[T]], attempts: int | N
             log.warning("store unavailable (%r); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-def _next_offsets(records: Sequence[Record]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for r in records:
-        out[r.partition] = max(out.get(r.partition, 0), r.offset + 1)
-    return out
 
 
 def bind_log_context(correlation_id: str | None, message_type: str | None) -> None:

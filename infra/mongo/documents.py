@@ -7,11 +7,13 @@ swaps the registry entry in one write, so readers move over atomically.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,6 +21,7 @@ from pymongo.errors import BulkWriteError
 
 from domain.envelope import EventEnvelope
 from projections.base import VERSION_FIELD, DocumentProjection, Folded, OnEvent, fold, ids_touched
+from projections.runner import StoreRefused
 
 MongoDoc = dict[str, Any]
 DUPLICATE_KEY = 11000
@@ -136,14 +139,25 @@ class DocumentStore:
                 older = {"$or": [{VERSION_FIELD: {"$lt": new[VERSION_FIELD]}}, {VERSION_FIELD: {"$exists": False}}]}
                 ops.append(ReplaceOne({"_id": doc_id, **older}, new, upsert=True))
         if ops:
-            try:
-                await self.collection.bulk_write(ops, ordered=False)
-            except BulkWriteError as exc:
-                # A duplicate key means the filter found a newer version: keep it. Anything else is real.
-                real = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-                if real or exc.details.get("writeConcernErrors"):
-                    raise
+            with refusals():
+                try:
+                    await self.collection.bulk_write(ops, ordered=False)
+                except BulkWriteError as exc:
+                    # A duplicate key means the filter found a newer version: keep it. Anything else is real.
+                    real = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+                    if real or exc.details.get("writeConcernErrors"):
+                        raise
         return folded
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """MongoDB refusing a document (invalid, too large, a failed bulk write) as the projection
+    runner's ``StoreRefused``: the event behind it is poison, not a store that is down."""
+    try:
+        yield
+    except (InvalidDocument, BulkWriteError) as exc:
+        raise StoreRefused(repr(exc)) from exc
 
 
 async def ensure_registry_indexes(db: AsyncDatabase[MongoDoc]) -> None:

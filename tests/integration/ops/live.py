@@ -15,7 +15,7 @@ from infra.mongo.documents import Positions, ProjectionRegistry
 from infra.settings import Settings
 from projections.base import DocumentProjection
 from projections.pushes import Push
-from streams.runtime import ProjectionRuntime, Record
+from streams.runtime import DeadLetters, ProjectionRuntime, Record
 
 MongoDoc = dict[str, Any]
 
@@ -47,6 +47,7 @@ class LiveAgent:
         *,
         audit: bool = True,
         batch_size: int = 5,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.settings = settings
         self.audit = audit
@@ -59,7 +60,7 @@ class LiveAgent:
             database=db,
             trail=AuditTrail(db, registry=self.registry) if audit else _NoTrail(),
             pusher=_NoPush(),
-            dead_letters=_RaiseOnPark(),
+            dead_letters=dead_letters or _RaiseOnPark(),
             projections=dict(projections),
         )
         self.positions: dict[str, dict[int, int]] = {}
