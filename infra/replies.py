@@ -8,6 +8,8 @@ retry with the same command_id gets the remembered outcome.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
 
 from domain.envelope import Outcome
@@ -25,6 +27,11 @@ class RedisReplies:
         self._settings = settings
         self._redis = redis
 
-    async def publish(self, outcome: Outcome) -> None:
-        if outcome.reply_to:
-            await self._redis.publish(reply_channel(self._settings, outcome.reply_to), outcome.model_dump_json())
+    async def publish(self, outcomes: Sequence[Outcome]) -> None:
+        """Every outcome of a batch in one round trip (a pipeline, no transaction)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for outcome in outcomes:
+            if outcome.reply_to:
+                pipe.publish(reply_channel(self._settings, outcome.reply_to), outcome.model_dump_json())
+        if len(pipe):
+            await pipe.execute()

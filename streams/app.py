@@ -80,7 +80,9 @@ class TableKV:
 
 
 class Replies(Protocol):
-    async def publish(self, outcome: Outcome) -> None: ...
+    async def publish(self, outcomes: Sequence[Outcome]) -> None:
+        """Send each outcome to the gateway that awaits it (``reply_to``), the batch at once."""
+        ...
 
 
 @dataclass
@@ -193,7 +195,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             with _as_current(source):
                 apply_result(item.command, item.result, stores)
         t_save = time.perf_counter()
-        await asyncio.gather(*(_reply(item.command, item.result.outcome) for item in decided))
+        await _reply([item.result.outcome for item in decided if item.command.reply_to])
         done = time.perf_counter()
         ok = sum(1 for item in decided if item.result.outcome.ok)
         log.info(
@@ -258,12 +260,13 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 pending.append(await topic.send(key=key, value=value, headers=headers))
         await asyncio.gather(*pending)
 
-    async def _reply(command: CommandEnvelope, outcome: Outcome) -> None:
-        if command.reply_to:
-            try:
-                await (await services()).replies.publish(outcome)
-            except Exception:  # the gateway times out; a retry with the command_id gets this outcome
-                log.warning("outcome of %s not delivered", command.command_id, exc_info=True)
+    async def _reply(outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        try:
+            await (await services()).replies.publish(outcomes)
+        except Exception:  # the gateways time out; a retry with the command_id gets these outcomes
+            log.warning("%d outcomes not delivered", len(outcomes), exc_info=True)
 
     @app.agent(commands_topic, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

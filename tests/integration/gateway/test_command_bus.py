@@ -86,23 +86,24 @@ class FakeWorker:
         await self.consumer.stop()
         await self.redis.aclose()
 
-    async def _reply(self, outcome: Outcome) -> None:
-        await self.replies.publish(outcome)
-
     async def _serve(self) -> None:
         async for record in self.consumer:
             command = decode_command(record.value)
             self.seen.append(command)
             cid, mine = command.command_id, command.reply_to
-            for command_id, reply_to, data in (
-                (cid, "another-gateway", {"n": -1}),
-                (str(uuid.uuid4()), mine, {"n": -2}),
-                (cid, mine, {"echo": command.payload}),
-            ):
-                outcome = Outcome(
-                    command_id=command_id, correlation_id=command.correlation_id, ok=True, data=data, reply_to=reply_to
-                )
-                await self._reply(outcome)
+            # One batch of outcomes, as the worker publishes them: two decoys, then the real one.
+            await self.replies.publish(
+                [
+                    Outcome(
+                        command_id=command_id, correlation_id=command.correlation_id, ok=True, data=data, reply_to=to
+                    )
+                    for command_id, to, data in (
+                        (cid, "another-gateway", {"n": -1}),
+                        (str(uuid.uuid4()), mine, {"n": -2}),
+                        (cid, mine, {"echo": command.payload}),
+                    )
+                ]
+            )
 
 
 @pytest.fixture
