@@ -1,4 +1,5 @@
-"""A Faust app whose producer is idempotent (``enable_idempotence``, ``acks=all``).
+"""A Faust app whose producer is idempotent (``enable_idempotence``, ``acks=all``) and whose
+table-write buffer holds a whole decided batch.
 
 Faust turns idempotence on only inside its exactly-once transactions, which Parley does not use
 (at-least-once with idempotent consumers). An idempotent producer still matters here: a retried
@@ -15,9 +16,17 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 IDEMPOTENT_PRODUCER: Mapping[str, Any] = {"acks": "all", "enable_idempotence": True}
+# Table writes wait in Faust's producer buffer for their changelog send; past its size (100 by
+# default) Faust stops handing records to every agent until it drains. A decided batch writes three
+# table keys per command, so the default pauses the whole worker after about 33 commands.
+TABLE_WRITE_BUFFER = 10_000
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer.max_messages = TABLE_WRITE_BUFFER
+
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), **IDEMPOTENT_PRODUCER}
 
