@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from infra.redis_client import read_messages
 from infra.settings import Settings
 
 log = logging.getLogger("parley.applied_versions")
-
-RETRY_DELAY_S = 0.5
 
 
 def applied_channel(settings: Settings) -> str:
@@ -91,24 +90,12 @@ class AppliedVersionsSubscriber:
             self._pubsub = None
 
     async def _read(self, pubsub: PubSub) -> None:
-        while True:  # only cancellation ends it: a reader that died would leave every wait to its bound
-            try:
-                # Reconnects (and re-subscribes) inside get_message; see the module docstring.
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("reading applied versions failed; retrying", exc_info=True)
-                await asyncio.sleep(RETRY_DELAY_S)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                versions = decode_versions(message["data"])
-            except (ValueError, TypeError):
-                log.warning("undecodable applied-versions message skipped")
-                continue
-            try:
-                self._on_applied(versions)
-            except Exception:
-                log.exception("applied versions not taken")
+        await read_messages(pubsub, self._take, "applied versions")
+
+    def _take(self, data: bytes | str) -> None:
+        try:
+            versions = decode_versions(data)
+        except (ValueError, TypeError):
+            log.warning("undecodable applied-versions message skipped")
+            return
+        self._on_applied(versions)

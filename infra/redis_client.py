@@ -6,11 +6,19 @@ A worker sets ``{topic_prefix}:worker:<instance>`` (TTL ``WORKER_TTL_S``, refres
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
+
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from infra.settings import Settings
 
+log = logging.getLogger("parley.redis")
+
 WORKER_TTL_S = 15
+PUBSUB_RETRY_S = 0.5
 WORKER_REFRESH_S = 5
 
 
@@ -47,3 +55,27 @@ async def live_workers(redis: Redis, settings: Settings, limit: int = 100) -> li
         if len(found) >= limit:
             break
     return found
+
+
+async def read_messages(pubsub: PubSub, on_data: Callable[[bytes | str], None], what: str) -> None:
+    """Hand the data of every message on ``pubsub``'s channels to ``on_data``, until cancelled.
+
+    redis-py reconnects and re-subscribes inside ``get_message``; what was published while the
+    connection was down is not replayed (pub/sub keeps nothing), so callers must tolerate a missed
+    message. A read that fails is retried; ``on_data`` raising is logged and the loop goes on,
+    since a reader that died would silently stop everything behind it."""
+    while True:
+        try:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("reading %s failed; retrying", what, exc_info=True)
+            await asyncio.sleep(PUBSUB_RETRY_S)
+            continue
+        if message is None or message.get("type") != "message" or message.get("data") is None:
+            continue
+        try:
+            on_data(message["data"])
+        except Exception:
+            log.exception("a message of %s was not taken", what)

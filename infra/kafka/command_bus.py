@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from domain.envelope import CommandEnvelope, Outcome, Rejection
 from infra.kafka.codec import encode_command, encode_rejection
+from infra.redis_client import read_messages
 from infra.replies import reply_channel
 from infra.settings import Settings
 
@@ -201,20 +202,9 @@ class CommandBus:
     async def _read_replies(self) -> None:
         pubsub = self._pubsub
         assert pubsub is not None
-        while True:
-            try:
-                # The client re-subscribes by itself after a reconnect; an outcome published
-                # meanwhile is lost, and its command answers `unavailable` (a retry with the same
-                # command_id gets the remembered outcome).
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("reading outcomes failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
-                continue
-            if message is not None and message.get("type") == "message":
-                self._resolve(message["data"])
+        # An outcome published while the subscription reconnects is lost, and its command answers
+        # `unavailable` (a retry with the same command_id gets the remembered outcome).
+        await read_messages(pubsub, self._resolve, "outcomes")
 
     def _resolve(self, value: bytes | str | None) -> None:
         if value is None:
