@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -132,7 +133,15 @@ def _internal(command: CommandEnvelope, stores: Stores, exc: Exception) -> Resul
         )
 
 
-def save_batch(decided: Sequence[Decided[Any]], stores: Stores) -> None:
-    """Save what the batch changed, in its order. Call only once all its events are in the log."""
-    for item in decided:
-        apply_result(item.command, item.result, stores)
+def save_batch(
+    decided: Sequence[Decided[Any]],
+    stores: Stores,
+    within: Callable[[int], AbstractContextManager[None]] = lambda _: nullcontext(),
+) -> None:
+    """Save what the batch changed, in its order. Call only once all its events are in the log.
+
+    ``within(i)`` is entered around the save of the batch's i-th command (a Faust table writes to
+    the changelog partition of the event that is current while it is written)."""
+    for i, item in enumerate(decided):
+        with within(i):
+            apply_result(item.command, item.result, stores)

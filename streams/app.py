@@ -36,8 +36,8 @@ import faust
 from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 
-from commands.batch import Decided, decide_batch
-from commands.handler import Result, Stores, apply_result
+from commands.batch import Decided, decide_batch, save_batch
+from commands.handler import Result, Stores
 from domain.envelope import CommandEnvelope, Outcome
 from infra.kafka.codec import Headers, decode_command, encode_event, encode_rejection
 from infra.settings import Settings
@@ -190,10 +190,8 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         t_decide = time.perf_counter()
         await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
-        for item, source in zip(decided, sources, strict=True):
-            # A table write goes to the changelog partition of the current event: the command's own.
-            with _as_current(source):
-                apply_result(item.command, item.result, stores)
+        # A table write goes to the changelog partition of the current event: the command's own.
+        save_batch(decided, stores, lambda i: _as_current(sources[i]))
         t_save = time.perf_counter()
         await _reply([item.result.outcome for item in decided if item.command.reply_to])
         done = time.perf_counter()
