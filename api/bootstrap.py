@@ -17,9 +17,10 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from api.http.metrics import GatewayMetrics
-from api.http.services import READY_CHECK_TIMEOUT_S, GatewayServices
+from api.metrics import GatewayMetrics
 from api.read_your_writes import ReadYourWrites
+from api.send_command import SendCommand
+from api.services import READY_CHECK_TIMEOUT_S, GatewayServices
 from infra.applied_versions import AppliedVersionsSubscriber
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import mongo_client, mongo_db
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parley.bootstrap")
 
+# How long an answer waits for the read models to show a command's effect (docs/ARCHITECTURE.md).
+READ_YOUR_WRITES_BOUND_S = 2.0
+
 
 def gateway(settings: Settings) -> GatewayServices:
     """Every adapter of a gateway process; nothing connects before ``GatewayServices.start``."""
@@ -48,9 +52,10 @@ def gateway(settings: Settings) -> GatewayServices:
     mongo = mongo_client(settings)
     redis = redis_client(settings)
     read_your_writes = ReadYourWrites()
+    bus = CommandBus(settings, redis=redis)
     return GatewayServices(
         settings=settings,
-        bus=CommandBus(settings, redis=redis),
+        bus=bus,
         read_models=ReadModels(mongo_db(mongo, settings)),
         tokens=TokenService(secret, settings.jwt_algorithm, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
         passwords=Passwords(),
@@ -62,6 +67,7 @@ def gateway(settings: Settings) -> GatewayServices:
         read_your_writes=read_your_writes,
         applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
         rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
+        send=SendCommand(bus, read_your_writes, settings.command_timeout_s, READ_YOUR_WRITES_BOUND_S),
     )
 
 

@@ -8,13 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.http.metrics import GatewayMetrics
-from api.http.services import GatewayServices
+from api.metrics import GatewayMetrics
 from api.rate_limits import Operation, RateLimitGuard
-from api.read_your_writes import ReadYourWrites
+from api.send_command import SendCommand
+from api.services import GatewayServices
 from domain.errors import DomainError
 from domain.names import normalise_username
-from infra.kafka.command_bus import CommandBus
 from infra.mongo.read_models import ReadModels
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
@@ -30,8 +29,8 @@ def get_settings(request: Request) -> Settings:
     return get_services(request).settings
 
 
-def get_bus(request: Request) -> CommandBus:
-    return get_services(request).bus
+def get_send_command(request: Request) -> SendCommand:
+    return get_services(request).send
 
 
 def get_read_models(request: Request) -> ReadModels:
@@ -50,14 +49,9 @@ def get_metrics(request: Request) -> GatewayMetrics:
     return get_services(request).metrics
 
 
-def get_read_your_writes(request: Request) -> ReadYourWrites:
-    return get_services(request).read_your_writes
-
-
 ServicesDep = Annotated[GatewayServices, Depends(get_services)]
-ReadYourWritesDep = Annotated[ReadYourWrites, Depends(get_read_your_writes)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-BusDep = Annotated[CommandBus, Depends(get_bus)]
+SendCommandDep = Annotated[SendCommand, Depends(get_send_command)]
 ReadModelsDep = Annotated[ReadModels, Depends(get_read_models)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]

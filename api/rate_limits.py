@@ -12,7 +12,7 @@ import hashlib
 import logging
 from typing import Literal, Protocol
 
-from api.http.metrics import GatewayMetrics
+from api.metrics import GatewayMetrics
 from infra.rate_limit import Decision
 from infra.settings import RateLimit, RateLimits
 

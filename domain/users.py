@@ -78,7 +78,7 @@ def decide(state: UsernameState, command: CommandEnvelope) -> Decision:
         display_name=p.display_name or username,
         password_hash=p.password_hash,
     )
-    return Decision([new_event(registered)], {"user_id": p.user_id, "username": username})
+    return Decision([new_event(registered)], {"user_id": p.user_id, "username": username, "version": state.version + 1})
 
 
 def evolve(state: UsernameState, event: EventEnvelope) -> UsernameState:

@@ -19,8 +19,8 @@ from starlette.types import ASGIApp
 from api import bootstrap
 from api.http.middleware import CorrelationMiddleware
 from api.http.routers import auth, health
-from api.http.services import GatewayServices
 from api.rate_limits import RateLimited
+from api.services import GatewayServices
 from api.socket.server import create_socket_server
 from infra.kafka.command_bus import Unavailable
 from infra.settings import Settings

@@ -8,7 +8,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.correlation import HEADER, correlation_id_or_new
-from api.http.metrics import GatewayMetrics
+from api.metrics import GatewayMetrics
 from infra.logging import correlation_id_var
 
 _HEADER_KEY = HEADER.lower().encode("latin-1")

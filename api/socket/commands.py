@@ -1,38 +1,32 @@
-"""Socket events that are commands: payload -> CommandEnvelope -> command bus -> ack.
+"""Socket events that are commands: payload -> the "send a command" use case -> ack.
 
 The control fields (``command_id``, ``expected_version``, ``correlation_id``) are taken out of
 the payload, the rest is validated by the domain's payload model for the event, the aggregate
-(stream) id is derived, and the outcome of the worker's decision becomes the ack. After a
-successful command the ack waits (bounded) until the read models show its version, so a query
-sent right after the ack sees the change.
+(stream) id is derived, and ``api.send_command`` does the rest: the outcome of the worker's
+decision becomes the ack, after the read models show the version it reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast, get_args
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.http.services import GatewayServices
+from api.send_command import Command, CommandRefused, Visible
+from api.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.events import EventContext, EventRunner
 from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.conversation import conversation_stream_id, create_target_stream
 from domain.decider import COMMAND_PAYLOADS
-from domain.envelope import CommandEnvelope, utcnow
-from domain.errors import ErrorCode
+from infra.mongo.read_models import ReadModels
 
-log = logging.getLogger("parley.gateway.socket")
-
-ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 CONTROL_FIELDS = ("command_id", "expected_version", "correlation_id")
 MAX_EXPECTED_VERSION = 2**63 - 1
-READ_YOUR_WRITES_TIMEOUT_S = 2.0
 
 AggregateOf = Callable[[str, str, dict[str, Any]], str]  # (actor_id, command_id, payload) -> stream id
 
@@ -98,12 +92,22 @@ def create_aggregate(actor_id: str, command_id: str, payload: dict[str, Any]) ->
     return create_target_stream(actor_id, command_id, payload)
 
 
+def _conversation_shows_in(read_models: ReadModels) -> Visible:
+    async def shows(stream_id: str, version: int) -> bool:
+        # The conversations projection is applied after the others in every batch, so a conversation
+        # view at `version` vouches for the message and the rest of what that version changed.
+        return await read_models.conversation_caught_up(stream_id.removeprefix(CONVERSATION_PREFIX), version)
+
+    return shows
+
+
 class CommandHandlers:
     """Builds the handler of each command event and registers it with the runner."""
 
     def __init__(self, runner: EventRunner, services: GatewayServices) -> None:
         self._runner = runner
         self._services = services
+        self._conversation_shows = _conversation_shows_in(services.read_models)
 
     def register(
         self,
@@ -134,40 +138,17 @@ class CommandHandlers:
                 missing = await services.read_models.missing_users(others)
             if missing:
                 raise AckError("not_found", "user not found")
-        envelope = CommandEnvelope(
-            command_id=parts.command_id,
+        command = Command(
             type=ctx.event,
             aggregate_id=ctx.aggregate_id,
             actor_id=ctx.user_id,
             correlation_id=ctx.correlation_id,
-            expected_version=parts.expected_version,
-            issued_at=utcnow(),
             payload=payload,
-            reply_to=services.bus.instance_id,
+            command_id=parts.command_id,
+            expected_version=parts.expected_version,
         )
-        outcome = await services.bus.execute(envelope, settings.command_timeout_s)
-        if not outcome.ok:
-            code = outcome.error_code if outcome.error_code in ERROR_CODES else "internal"
-            raise AckError(cast(ErrorCode, code), outcome.error_message or code, stage="domain")
-        data = dict(outcome.data)
-        await self._read_your_writes(ctx.aggregate_id, data)
-        return data
-
-    async def _read_your_writes(self, aggregate_id: str, data: dict[str, Any]) -> None:
-        """Wait (bounded) until the read models hold what this ack reports.
-
-        The conversations projection is applied after the others in every batch, so a conversation
-        at version V vouches for the message and the rest of what V's command changed."""
-        version = data.get("version")
-        if type(version) is not int or not aggregate_id.startswith(CONVERSATION_PREFIX):
-            return
-        read_models = self._services.read_models
-        conversation_id = aggregate_id.removeprefix(CONVERSATION_PREFIX)
-        caught_up = await self._services.read_your_writes.wait(
-            aggregate_id,
-            version,
-            READ_YOUR_WRITES_TIMEOUT_S,
-            lambda: read_models.conversation_caught_up(conversation_id, version),
-        )
-        if not caught_up:  # a slow read model delays the ack by at most the bound; the command succeeded
-            log.warning("read models had not reached %s v%d when acking", aggregate_id, version)
+        visible = self._conversation_shows if ctx.aggregate_id.startswith(CONVERSATION_PREFIX) else None
+        try:
+            return await services.send(command, visible)
+        except CommandRefused as refused:
+            raise AckError(refused.code, refused.message, stage="domain") from None

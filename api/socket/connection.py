@@ -10,7 +10,7 @@ import socketio
 from pymongo.errors import PyMongoError
 
 from api.http.correlation import correlation_id_or_new
-from api.http.services import GatewayServices
+from api.services import GatewayServices
 from api.socket.acks import Ack, error_ack
 from api.socket.rooms import user_room
 from infra.security.tokens import InvalidToken

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.services import GatewayServices
+from api.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.commands import CommandHandlers, create_aggregate
 from api.socket.events import EventContext, EventRunner

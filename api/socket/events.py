@@ -23,8 +23,8 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from api.http.correlation import correlation_id_or_new
-from api.http.services import GatewayServices
 from api.rate_limits import RateLimited, RateLimitGuard, socket_operation
+from api.services import GatewayServices
 from api.socket.acks import REFUSAL_CODES, Ack, AckError, error_ack, ok_ack
 from api.socket.packets import UndecodablePayload
 from domain.errors import DomainError

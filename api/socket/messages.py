@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from api.http.services import GatewayServices
+from api.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.commands import CommandHandlers, ConversationPayload
 from api.socket.events import EventContext, EventRunner

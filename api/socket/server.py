@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socketio
 
-from api.http.services import GatewayServices
+from api.services import GatewayServices
 from api.socket import connection, conversations, messages, typing_indicator, unknown
 from api.socket.commands import CommandHandlers
 from api.socket.events import EventRunner

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from api.http.services import GatewayServices
+from api.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.commands import ConversationPayload
 from api.socket.events import EventContext, EventRunner

@@ -11,18 +11,18 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api.deps import (
-    BusDep,
     LoginRateLimit,
     MetricsDep,
     PasswordsDep,
     ReadModelsDep,
-    ReadYourWritesDep,
     RefreshRateLimit,
     RegisterRateLimit,
+    SendCommandDep,
     SettingsDep,
     TokensDep,
 )
-from domain.envelope import CommandEnvelope, derive_id, utcnow
+from api.send_command import Command, CommandRefused
+from domain.envelope import derive_id
 from domain.errors import DomainError
 from domain.names import normalise_username, username_stream_id
 from infra.logging import correlation_id_var
@@ -97,11 +97,9 @@ def _unauthorized(detail: str) -> HTTPException:
 async def register(
     _limit: RegisterRateLimit,
     body: RegisterRequest,
-    settings: SettingsDep,
-    bus: BusDep,
+    send: SendCommandDep,
     passwords: PasswordsDep,
     read_models: ReadModelsDep,
-    read_your_writes: ReadYourWritesDep,
     metrics: MetricsDep,
 ) -> RegisterResponse:
     started = time.perf_counter()
@@ -110,49 +108,50 @@ async def register(
         password_hash = await passwords.hash_async(body.password)
         command_id = str(uuid.uuid4())
         user_id = derive_id(command_id, "user")
-        envelope = CommandEnvelope(
-            command_id=command_id,
+        command = Command(
             type=REGISTER_COMMAND,
             aggregate_id=username_stream_id(body.username),
             actor_id=user_id,
             correlation_id=correlation_id_var.get() or str(uuid.uuid4()),
-            issued_at=utcnow(),
             payload={
                 "user_id": user_id,
                 "username": body.username,
                 "display_name": body.display_name,
                 "password_hash": password_hash,
             },
-            reply_to=bus.instance_id,
+            command_id=command_id,
         )
+
+        async def login_works(stream_id: str, version: int) -> bool:
+            return await read_models.user_exists(user_id)
+
         code = "unavailable"
-        outcome = await bus.execute(envelope, settings.command_timeout_s)
-        code = "ok" if outcome.ok else (outcome.error_code or "internal")
-        if not outcome.ok:
-            message = outcome.error_message or code
-            if code == "conflict":
-                raise HTTPException(status.HTTP_409_CONFLICT, detail=message)
-            if code == "invalid":
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    detail=[{"loc": ["body"], "msg": message, "type": "value_error"}],
-                )
-            if code == "unavailable":
-                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=message)
-            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail="internal error")
-        registered = str(outcome.data.get("user_id", user_id))
-        # A login right after the 201 must find the user: wait (bounded) until the read models have
-        # applied the username stream's version (a registration is its first event).
-        version = outcome.data.get("version")
-        await read_your_writes.wait(
-            envelope.aggregate_id,
-            version if type(version) is int else 1,
-            USER_VISIBLE_TIMEOUT_S,
-            lambda: read_models.user_exists(registered),
+        try:
+            # A login right after the 201 must find the user: the answer waits (bounded) until the
+            # read models have applied the registration.
+            data = await send(command, login_works, within_s=USER_VISIBLE_TIMEOUT_S)
+        except CommandRefused as refused:
+            code = refused.code
+            raise _refusal_status(refused) from None
+        code = "ok"
+        return RegisterResponse(
+            user_id=str(data.get("user_id", user_id)), username=str(data.get("username", body.username))
         )
-        return RegisterResponse(user_id=registered, username=str(outcome.data.get("username", body.username)))
     finally:
         metrics.observe_command(REGISTER_COMMAND, code, time.perf_counter() - started)
+
+
+def _refusal_status(refused: CommandRefused) -> HTTPException:
+    if refused.code == "conflict":
+        return HTTPException(status.HTTP_409_CONFLICT, detail=refused.message)
+    if refused.code == "invalid":
+        return HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body"], "msg": refused.message, "type": "value_error"}],
+        )
+    if refused.code == "unavailable":
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=refused.message)
+    return HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail="internal error")
 
 
 @router.post("/login", response_model=TokenResponse)

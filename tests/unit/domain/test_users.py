@@ -68,7 +68,7 @@ def test_normalising_is_idempotent_or_invalid(raw: str) -> None:
 def test_register() -> None:
     stream = Stream(username_stream_id("Alice"))
     result = register(stream, " Alice ")
-    assert result.ok and result.data == {"user_id": "user-1", "username": "Alice"}
+    assert result.ok and result.data == {"user_id": "user-1", "username": "Alice", "version": 1}
     assert [event.type for event in result.events] == ["UserRegistered"]
     assert result.events[0].payload == {
         "user_id": "user-1",

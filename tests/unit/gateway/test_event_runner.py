@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
-from api.http.metrics import GatewayMetrics
-from api.http.services import GatewayServices
+from api.metrics import GatewayMetrics
+from api.services import GatewayServices
 from api.socket.acks import AckError
 from api.socket.events import EventContext, EventRunner, Handler
 from api.socket.packets import UndecodablePayload

@@ -10,7 +10,7 @@ import pytest
 
 from api import bootstrap
 from api.http.app import create_app
-from api.http.services import GatewayServices
+from api.services import GatewayServices
 from infra.rate_limit import InMemoryRateLimiter
 from infra.settings import RateLimit, RateLimits
 from tests.unit.gateway.test_http_app import UNREACHABLE

@@ -8,7 +8,7 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
-from api.http.metrics import GatewayMetrics
+from api.metrics import GatewayMetrics
 from api.rate_limits import RateLimited, RateLimitGuard, socket_operation, subject_key
 from infra.rate_limit import InMemoryRateLimiter, RedisRateLimiter
 from infra.settings import RateLimit, RateLimits, Settings

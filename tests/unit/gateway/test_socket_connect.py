@@ -9,8 +9,8 @@ import pytest
 import socketio
 from pymongo.errors import ServerSelectionTimeoutError
 
-from api.http.metrics import GatewayMetrics
-from api.http.services import GatewayServices
+from api.metrics import GatewayMetrics
+from api.services import GatewayServices
 from api.socket import connection
 from infra.security.tokens import TokenService
 from infra.settings import Settings

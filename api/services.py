@@ -12,9 +12,10 @@ from elasticsearch import AsyncElasticsearch
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
-from api.http.metrics import GatewayMetrics
+from api.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
+from api.send_command import SendCommand
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import MongoDoc
 from infra.mongo.read_models import ReadModels
@@ -43,6 +44,7 @@ class GatewayServices:
     read_your_writes: ReadYourWrites
     applied_versions: AppliedVersionsFeed  # feeds read_your_writes
     rate_limiter: RateLimiter
+    send: SendCommand  # the "send a command" use case (over ``bus`` and ``read_your_writes``)
 
     @property
     def instance_id(self) -> str:
