@@ -19,6 +19,7 @@ from infra.provision import ensure_topics
 from infra.redis_client import redis_client
 from infra.replies import RedisReplies
 from infra.settings import Settings
+from tests.contracts.command_sender import CommandSenderContract
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +207,16 @@ async def test_the_real_worker_answers_a_command(stack_settings: Settings) -> No
         await b.stop()
     assert outcome.ok and outcome.data["username"] == name
     assert again.ok and again.data == outcome.data
+
+
+class TestKafkaCommandBus(CommandSenderContract):
+    """The contract against the session platform: its worker decides."""
+
+    @pytest.fixture
+    async def sender(self, stack_settings: Settings) -> AsyncIterator[CommandBus]:
+        b = CommandBus(stack_settings)
+        await b.start()
+        try:
+            yield b
+        finally:
+            await b.stop()

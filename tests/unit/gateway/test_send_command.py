@@ -10,6 +10,8 @@ import pytest
 
 from api.send_command import Command, CommandRefused, SendCommand
 from domain.envelope import CommandEnvelope, Outcome
+from tests.contracts.command_sender import CommandSenderContract
+from tests.unit.gateway.fakes import InMemoryCommandSender
 
 
 class FakeSender:
@@ -133,3 +135,9 @@ async def test_a_refusal_with_a_code_outside_the_protocol_is_internal() -> None:
     with pytest.raises(CommandRefused) as caught:
         await send(command())
     assert caught.value.code == "internal"
+
+
+class TestInMemoryCommandSender(CommandSenderContract):
+    @pytest.fixture
+    def sender(self) -> InMemoryCommandSender:
+        return InMemoryCommandSender()
