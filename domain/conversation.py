@@ -51,6 +51,13 @@ def conversation_id_of(stream_id: str) -> str:
     return stream_id[len(STREAM_PREFIX) :]
 
 
+def conversation_in(stream_id: str) -> str | None:
+    """The conversation id of a `conversation:<id>` stream id; None for a stream of another kind."""
+    if not stream_id.startswith(STREAM_PREFIX) or len(stream_id) == len(STREAM_PREFIX):
+        return None
+    return stream_id[len(STREAM_PREFIX) :]
+
+
 def direct_conversation_id(user_a: str, user_b: str) -> str:
     """The one conversation id of a pair of users, whichever of them asks (uuid5 of the sorted pair)."""
     return str(uuid.uuid5(NAMESPACE, "direct:" + json.dumps(sorted((user_a, user_b)))))

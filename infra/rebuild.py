@@ -43,7 +43,7 @@ from domain.upcasting import upcast
 from infra.kafka.codec import decode_event
 from infra.kafka.log_reader import LogEntry, LogReader, Record, decode_event_record, decode_rejection_record
 from infra.mongo.audit_trail import AUDIT, AuditTrail, ensure_trail_indexes
-from infra.mongo.client import mongo_client, mongo_db
+from infra.mongo.client import MongoDoc, mongo_client, mongo_db, only_duplicates
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for, refusals
 from infra.settings import Settings
 from projections.base import DocumentProjection, Folded, fold
@@ -52,7 +52,6 @@ from projections.runner import Record as RawRecord
 
 log = logging.getLogger("parley.rebuild")
 
-MongoDoc = dict[str, Any]
 T = TypeVar("T")
 
 LOCKS = "projection_rebuilds"
@@ -547,7 +546,7 @@ class BulkLoadStore(DocumentStore):
                 if inserts:
                     await self.collection.insert_many(inserts, ordered=False)
             except BulkWriteError as exc:
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                if not only_duplicates(exc):
                     raise
                 return await DocumentStore.apply(self, events)
             if others:

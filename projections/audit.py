@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
+from domain.conversation import conversation_in
 from domain.envelope import EventEnvelope, Rejection, iso
 
 GENESIS = "0" * 64
@@ -84,7 +85,7 @@ def subject_of(stream_or_aggregate_id: str | None, payload: Mapping[str, Any] | 
     if stream_or_aggregate_id.startswith(CONVERSATION_PREFIX):
         if payload is not None and isinstance(payload.get("conversation_id"), str):
             return str(payload["conversation_id"])
-        return stream_or_aggregate_id[len(CONVERSATION_PREFIX) :]
+        return conversation_in(stream_or_aggregate_id) or stream_or_aggregate_id
     return stream_or_aggregate_id
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
+from domain.conversation import conversation_in
 from domain.envelope import EventEnvelope, iso
 from projections.base import Doc, IndexSpec
 
@@ -18,9 +18,8 @@ class ConversationsProjection:
     creating_events: frozenset[str] = frozenset({"ConversationCreated"})
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
-        if not event.stream_id.startswith(CONVERSATION_PREFIX):
-            return []
-        return [event.stream_id[len(CONVERSATION_PREFIX) :]]
+        conversation_id = conversation_in(event.stream_id)
+        return [conversation_id] if conversation_id else []
 
     def apply(self, doc: Doc | None, doc_id: str, event: EventEnvelope) -> Doc | None:
         p = event.payload

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
+from domain.conversation import conversation_in
 from domain.envelope import EventEnvelope, Rejection
 from infra.kafka.codec import decode_event, decode_rejection
 from infra.logging import correlation_id_var, message_type_var
@@ -181,7 +181,7 @@ class ProjectionRuntime:
 
 
 def _conversation_of(event: EventEnvelope) -> str:
-    return event.stream_id.removeprefix(CONVERSATION_PREFIX) if event.stream_id.startswith(CONVERSATION_PREFIX) else ""
+    return conversation_in(event.stream_id) or ""
 
 
 async def _retry_transient(action: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:

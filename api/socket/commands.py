@@ -20,8 +20,7 @@ from api.send_command import Command, CommandRefused, Visible
 from api.services import GatewayServices
 from api.socket.acks import AckError, parse_payload
 from api.socket.events import EventContext, EventRunner
-from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
-from domain.conversation import conversation_stream_id, create_target_stream
+from domain.conversation import conversation_id_of, conversation_in, conversation_stream_id, create_target_stream
 from domain.decider import COMMAND_PAYLOADS
 from infra.mongo.read_models import ReadModels
 
@@ -96,7 +95,7 @@ def _conversation_shows_in(read_models: ReadModels) -> Visible:
     async def shows(stream_id: str, version: int) -> bool:
         # The conversations projection is applied after the others in every batch, so a conversation
         # view at `version` vouches for the message and the rest of what that version changed.
-        return await read_models.conversation_caught_up(stream_id.removeprefix(CONVERSATION_PREFIX), version)
+        return await read_models.conversation_caught_up(conversation_id_of(stream_id), version)
 
     return shows
 
@@ -147,7 +146,7 @@ class CommandHandlers:
             command_id=parts.command_id,
             expected_version=parts.expected_version,
         )
-        visible = self._conversation_shows if ctx.aggregate_id.startswith(CONVERSATION_PREFIX) else None
+        visible = self._conversation_shows if conversation_in(ctx.aggregate_id) else None
         try:
             return await services.send(command, visible)
         except CommandRefused as refused:

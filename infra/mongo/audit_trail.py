@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -21,6 +20,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from domain.envelope import EventEnvelope, Rejection
 from infra.kafka.log_reader import Decoder, LogEntry, LogReader, decode_event_record, decode_rejection_record
 from infra.kafka.offsets import log_end_offsets
+from infra.mongo.client import MongoDoc, only_duplicates
 from infra.mongo.documents import Positions, ProjectionRegistry, collection_for
 from infra.settings import Settings
 from projections.audit import (
@@ -37,7 +37,6 @@ from projections.audit import (
 
 log = logging.getLogger(__name__)
 
-MongoDoc = dict[str, Any]
 AUDIT = "audit"
 LogItem = EventEnvelope | Rejection
 _APPEND_ATTEMPTS = 5
@@ -94,7 +93,7 @@ class AuditTrail:
             try:
                 return await self._append_once(coll, topic, records)
             except (BulkWriteError, DuplicateKeyError) as exc:
-                if not _only_duplicates(exc) or attempt == _APPEND_ATTEMPTS - 1:
+                if not only_duplicates(exc) or attempt == _APPEND_ATTEMPTS - 1:
                     raise
                 log.info("audit chain moved under a concurrent writer; recomputing the batch")
         raise AssertionError("unreachable")
@@ -138,13 +137,6 @@ async def ensure_trail_indexes(coll: AsyncCollection[MongoDoc]) -> None:
             IndexModel([("occurred_at", ASCENDING)], name="time"),
         ]
     )
-
-
-def _only_duplicates(exc: BulkWriteError | DuplicateKeyError) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    errors = exc.details.get("writeErrors", [])
-    return bool(errors) and all(e.get("code") == 11000 for e in errors)
 
 
 async def live_trail_collection(db: AsyncDatabase[MongoDoc]) -> str:

@@ -11,7 +11,6 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from bson.errors import InvalidDocument
 from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
@@ -20,11 +19,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from domain.envelope import EventEnvelope
+from infra.mongo.client import DUPLICATE_KEY, MongoDoc
 from projections.base import VERSION_FIELD, DocumentProjection, Folded, OnEvent, fold, ids_touched
 from projections.runner import StoreRefused
 
-MongoDoc = dict[str, Any]
-DUPLICATE_KEY = 11000
 REGISTRY = "projection_registry"
 POSITIONS = "projection_positions"
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from infra.mongo.client import MongoDoc
 from infra.mongo.documents import ProjectionRegistry
-
-MongoDoc = dict[str, Any]
 
 USERS = "users"
 CONVERSATIONS = "conversations"

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,11 +26,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.envelope import EventEnvelope, Rejection
 from infra.kafka.producer import EventProducer
-from infra.mongo.client import mongo_client, mongo_db
+from infra.mongo.client import MongoDoc, mongo_client, mongo_db
 from infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-MongoDoc = dict[str, Any]
 
 
 @pytest.fixture(scope="session")

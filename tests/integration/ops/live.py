@@ -11,13 +11,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from infra.kafka.log_reader import LogReader
 from infra.kafka.log_reader import Record as KafkaRecord
 from infra.mongo.audit_trail import AuditTrail
+from infra.mongo.client import MongoDoc
 from infra.mongo.documents import Positions, ProjectionRegistry
 from infra.settings import Settings
 from projections.base import DocumentProjection
 from projections.pushes import Push
 from streams.runtime import DeadLetters, ProjectionRuntime, Record
-
-MongoDoc = dict[str, Any]
 
 
 class _NoTrail:
