@@ -20,10 +20,9 @@ from minio.error import S3Error
 
 from infra.mongo.client import mongo_client, mongo_db
 from infra.mongo.indexes import ensure_indexes
-from infra.settings import Settings
+from infra.settings import WORKER_TABLES, Settings
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
-FAUST_TABLES = ("aggregates", "messages", "outcomes")
 
 
 class ProvisionError(Exception):
@@ -47,7 +46,10 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.rejections_topic, n, {"retention.ms": "-1"}),
         TopicSpec(settings.refusals_topic, n, {"retention.ms": "-1"}),
         TopicSpec(settings.dead_letter_topic, 1, {"retention.ms": "-1"}),
-        *(TopicSpec(settings.table_changelog_topic(table), n, {"cleanup.policy": "compact"}) for table in FAUST_TABLES),
+        *(
+            TopicSpec(settings.table_changelog_topic(table), n, {"cleanup.policy": "compact"})
+            for table in WORKER_TABLES
+        ),
     ]
 
 

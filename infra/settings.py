@@ -17,6 +17,10 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "minioad
 MIB = 1024 * 1024
 
 
+# The worker's Faust tables (commands/handler.py's stores); each has a compacted changelog topic.
+WORKER_TABLES = ("aggregates", "messages", "outcomes")
+
+
 class RateLimit(BaseModel):
     """At most ``limit`` calls in any ``period_s`` (GCRA: a burst of ``limit``, then one call
     every ``period_s / limit`` seconds)."""

@@ -40,13 +40,12 @@ from commands.batch import Decided, decide_batch, save_batch
 from commands.handler import Result, Stores
 from domain.envelope import CommandEnvelope, Outcome
 from infra.kafka.codec import Headers, decode_command, encode_event, encode_rejection
-from infra.settings import Settings
+from infra.settings import WORKER_TABLES, Settings
 from streams.idempotent import ParleyApp
 from streams.runtime import DeadLetters, ProjectionRuntime, Record
 
 log = logging.getLogger("parley.worker")
 
-TABLES = ("aggregates", "messages", "outcomes")
 # Commands decided together: as many as arrive within a few milliseconds, at most this many.
 DECIDE_BATCH = 500
 DECIDE_WITHIN_S = 0.005
@@ -158,7 +157,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
 
     tables = {
         name: app.Table(name, default=None, partitions=settings.partitions, key_type=str, value_type=None)
-        for name in TABLES
+        for name in WORKER_TABLES
     }
     stores = Stores(
         aggregates=TableKV(tables["aggregates"]),
