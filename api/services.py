@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,10 +17,10 @@ from api.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
 from api.send_command import SendCommand
-from infra.kafka.command_bus import CommandBus
+from infra.kafka.command_bus import CommandBus, Unavailable
 from infra.mongo.client import MongoDoc
 from infra.mongo.read_models import ReadModels
-from infra.redis_client import live_workers
+from infra.redis_client import WORKER_TTL_S, live_workers
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
 from infra.settings import Settings
@@ -75,7 +76,7 @@ class GatewayServices:
             "s3": self._check_bucket,
             "worker": self._check_worker,
         }
-        results = await asyncio.gather(*(_bounded(check) for check in checks.values()))
+        results = await asyncio.gather(*(_bounded(name, check) for name, check in checks.items()))
         return dict(zip(checks, results, strict=True))
 
     async def _ping_mongo(self) -> None:
@@ -90,19 +91,63 @@ class GatewayServices:
     async def _check_bucket(self) -> None:
         bucket = self.settings.media_bucket
         if not await asyncio.to_thread(self.storage.bucket_exists, bucket):
-            raise LookupError(f"bucket {bucket} does not exist")
+            raise NotReady(f"the media bucket {bucket} does not exist")
 
     async def _check_worker(self) -> None:
         if not await live_workers(self.redis, self.settings, limit=1):
-            raise LookupError("no worker is ready")
+            raise NotReady(f"no worker has reported in the last {WORKER_TTL_S} s")
 
 
-async def _bounded(check: Callable[[], Awaitable[None]]) -> str:
+class NotReady(Exception):
+    """A readiness check's answer, already in words."""
+
+
+# What /ready calls each dependency in its reasons.
+CHECK_NAMES = {
+    "kafka": "Kafka",
+    "mongodb": "MongoDB",
+    "redis": "Redis",
+    "elasticsearch": "Elasticsearch",
+    "s3": "S3",
+    "worker": "the worker check (Redis)",
+}
+
+
+def _failure_in_words(exc: BaseException) -> str:
+    """A client library's failure said plainly: its own message names exception classes and retry
+    pools, which mean nothing to an operator reading /ready (the gateway's debug log has them)."""
+    texts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(texts) < 5:
+        texts.append(str(seen).lower())
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    if "refused" in text or "connect call failed" in text or f"errno {errno.ECONNREFUSED}]" in text:
+        return "the connection was refused"
+    if "timed out" in text or "timeout" in text:
+        return "the connection timed out"
+    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+        return "its host name does not resolve"
+    if "auth" in text or "credential" in text or "access denied" in text:
+        return "it refused our credentials"
+    if "certificate" in text or "handshake" in text or "ssl error" in text or "sslerror" in text:
+        return "the TLS handshake failed"
+    if "reset" in text or "closed" in text or "broken pipe" in text:
+        return "it closed the connection"
+    return "it gave an unexpected answer (the gateway's debug log has the details)"
+
+
+async def _bounded(name: str, check: Callable[[], Awaitable[None]]) -> str:
+    """ "ok", or why not in words (an operator reads it; never an exception's class name)."""
+    what = CHECK_NAMES.get(name, name)
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
             await check()
     except TimeoutError:
-        return f"timed out after {READY_CHECK_TIMEOUT_S:g} s"
+        return f"{what} did not answer within {READY_CHECK_TIMEOUT_S:g} s"
+    except (NotReady, Unavailable) as exc:  # our own messages, in words already
+        return f"{what}: {exc}" if isinstance(exc, Unavailable) else str(exc)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:300]
+        log.debug("readiness check %s failed", name, exc_info=True)
+        return f"{what} cannot be reached: {_failure_in_words(exc)}"
     return "ok"

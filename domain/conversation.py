@@ -25,6 +25,7 @@ from domain.catalog import (
     new_event,
     parse_command,
 )
+from domain.emoji import is_emoji
 from domain.envelope import NAMESPACE, CommandEnvelope, EventEnvelope, derive_id, iso
 from domain.errors import DomainError, conflict, forbidden, invalid, not_found
 from domain.upcasting import upcast
@@ -75,7 +76,15 @@ def _not_blank(value: str) -> str:
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE)]
 Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY), AfterValidator(_not_blank)]
-Emoji = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EMOJI), AfterValidator(_not_blank)]
+
+
+def _emoji_only(value: str) -> str:
+    if not is_emoji(value):
+        raise ValueError("must be one or more emoji, and nothing else")
+    return value
+
+
+Emoji = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EMOJI), AfterValidator(_emoji_only)]
 
 
 class CreateConversation(CommandPayload):

@@ -44,7 +44,9 @@ class ProgressBar:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval = interval if self.tty else line_interval
-        self.started = time.monotonic()
+        # The rate counts from the first update (the work's start), not from construction: a
+        # command's set-up (connecting, locking) would otherwise drag it down.
+        self.started: float | None = None
         self._last_draw = float("-inf")
         self._drawn = False
         self._last: tuple[int, int, str] = (0, 0, "")
@@ -52,6 +54,8 @@ class ProgressBar:
     def update(self, done: int, total: int, phase: str = "", *, force: bool = False) -> None:
         self._last = (done, total, phase)
         now = time.monotonic()
+        if self.started is None:
+            self.started = now
         if not force and now - self._last_draw < self.interval:
             return
         self._last_draw = now
@@ -86,7 +90,8 @@ class ProgressBar:
     def finish(self, message: str | None = None) -> None:
         """Draw the final state, then end the line (TTY) and print ``message`` if given."""
         done, total, phase = self._last
-        self._draw(self.render(done, total, phase, time.monotonic() - self.started))
+        now = time.monotonic()
+        self._draw(self.render(done, total, phase, now - (self.started if self.started is not None else now)))
         try:
             if self.tty and self._drawn:
                 self.stream.write("\n")
@@ -107,32 +112,20 @@ class CliError(Exception):
 
 
 def load_cli_settings(data_dir: Path | None, *, kafka: bool = True, mongo: bool = True) -> Settings:
-    """The settings of ``--data-dir`` (a running ``parley up``) or of the environment."""
+    """The settings of ``--data-dir`` (a running ``parley up``), of the environment, or of a running
+    ``parley up`` on the default data dir, in that order (see api.cli.context)."""
     from pydantic import ValidationError
 
-    from api.cli.context import NoPlatformError, load_settings
+    from api.cli.context import NoPlatformError, resolve_settings
 
+    needed = [field for field, wanted in (("kafka_bootstrap", kafka), ("mongo_url", mongo)) if wanted]
     try:
-        settings = load_settings(data_dir)
+        return resolve_settings(data_dir, needed).settings
     except NoPlatformError as exc:
         raise CliError(str(exc), 2) from None
     except ValidationError as exc:
         first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
         raise CliError(f"invalid settings: {first.get('msg')}", 2) from None
-    missing = [
-        env
-        for env, wanted, value in (
-            ("PARLEY_KAFKA_BOOTSTRAP", kafka, settings.kafka_bootstrap),
-            ("PARLEY_MONGO_URL", mongo, settings.mongo_url),
-        )
-        if wanted and not value
-    ]
-    if missing:
-        raise CliError(
-            "no servers configured: pass --data-dir DIR of a running `parley up`, or set " + " and ".join(missing),
-            2,
-        )
-    return settings
 
 
 def describe_failure(exc: BaseException, settings: Settings | None = None) -> CliError:

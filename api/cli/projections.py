@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from api.cli.progress import CliError, ProgressBar, fail, load_cli_settings, run_command
+
+if TYPE_CHECKING:
+    from infra.rebuild import ProjectionStatus
 
 
 def run_projections(args: argparse.Namespace) -> int:
@@ -32,18 +37,33 @@ def run_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([s.to_json() for s in statuses], indent=2))
             return 0
-        rows = [["NAME", "COLLECTION", "GEN", "DOCUMENTS", "POSITION", "LAG"]]
-        rows += [
-            [s.name, s.collection, str(s.generation), f"{s.documents:,}", f"{s.position:,}", f"{s.lag:,}"]
-            for s in statuses
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            cells = [cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
-            print("  ".join(cells).rstrip())
+        for line in status_table(statuses):
+            print(line)
         return 0
 
     return run_command(prog, main, settings)
+
+
+def status_table(statuses: Sequence[ProjectionStatus]) -> list[str]:
+    """One row per source topic of each projection (audit reads three); the projection's own
+    columns on its first row, and its total lag there too when it has several sources."""
+    header = ["NAME", "COLLECTION", "GEN", "DOCUMENTS", "SOURCE", "POSITION", "LAG"]
+    rows = [header]
+    for s in statuses:
+        own = [s.name, s.collection, str(s.generation), f"{s.documents:,}"]
+        sources = s.sources
+        if not sources:
+            rows.append([*own, "(no topic yet)", f"{s.position:,}", f"{s.lag:,}"])
+        for i, src in enumerate(sources):
+            rows.append([*(own if i == 0 else ["", "", "", ""]), src.topic, f"{src.position:,}", f"{src.lag:,}"])
+        if len(sources) > 1:
+            rows.append(["", "", "", "", "(all sources)", f"{s.position:,}", f"{s.lag:,}"])
+    left = {0, 1, 4}
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(widths[i]) if i in left else cell.rjust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    ]
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
@@ -71,11 +91,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
         except RebuildBusy as exc:
             raise CliError(str(exc), 1) from None
         bar.finish()
-        print(
-            f"rebuilt {report.name} into {report.collection} (generation {report.generation}): "
-            f"{report.records:,} log records in {report.seconds:.1f}s ({report.rate:,.0f} ev/s)"
-            + (f"; dropped {report.previous}" if report.previous and report.previous != report.collection else "")
-        )
+        print(report.summary())
         return 0
 
     return run_command(prog, main, settings)

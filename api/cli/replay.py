@@ -12,11 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from api.cli.progress import CliError, ProgressBar, fail, load_cli_settings, run_command
+from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
+from domain.conversation import conversation_stream_id
 from domain.envelope import EventEnvelope, iso
+from domain.errors import DomainError
+from domain.names import USERNAME_STREAM_PREFIX, username_stream_id
 from infra.kafka.log_reader import LogEntry, LogReader, Record, StreamDedupe, decode_event_record
 from infra.settings import Settings
 
@@ -34,6 +39,39 @@ def parse_time(value: str | None, flag: str) -> datetime | None:
     except ValueError:
         raise CliError(f"invalid {flag} {value!r}: expected an ISO-8601 time such as 2024-05-01T12:00:00Z", 2) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_stream(value: str | None) -> str | None:
+    """The stream id ``--stream`` names: a conversation id as clients know it (a bare UUID, or
+    ``conversation:<uuid>``), or a username reservation (``username:<name>``, normalised as at
+    registration). Anything else is bad input (exit 2)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        raise CliError("--stream is empty: give a conversation id, conversation:<id> or username:<name>", 2)
+    if text.startswith(USERNAME_STREAM_PREFIX):
+        try:
+            return username_stream_id(text.removeprefix(USERNAME_STREAM_PREFIX))
+        except DomainError as exc:
+            raise CliError(f"invalid --stream {value!r}: {exc.message}", 2) from None
+    conversation = text.removeprefix(CONVERSATION_PREFIX)
+    try:
+        return conversation_stream_id(str(uuid.UUID(conversation)))
+    except ValueError:
+        raise CliError(
+            f"invalid --stream {value!r}: expected a conversation id (a UUID), conversation:<id> or username:<name>", 2
+        ) from None
+
+
+def parse_user(value: str | None) -> str | None:
+    """A user id (a UUID, printed in its canonical form); anything else is bad input (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise CliError(f"invalid --user {value!r}: expected a user id (a UUID)", 2) from None
 
 
 def redact(value: Any) -> Any:
@@ -138,6 +176,8 @@ async def replay(settings: Settings, chooser: ReplayFilter, out: TextIO, err: Te
 
 def run_replay(args: argparse.Namespace) -> int:
     try:
+        stream = parse_stream(args.stream)
+        user = parse_user(args.user)
         since = parse_time(args.since, "--since")
         until = parse_time(args.until, "--until")
         if since is not None and until is not None and since >= until:
@@ -145,7 +185,7 @@ def run_replay(args: argparse.Namespace) -> int:
         settings = load_cli_settings(args.data_dir)
     except CliError as exc:
         return fail(PROG, exc.message, exc.status)
-    chooser = ReplayFilter(args.stream, args.user, since, until)
+    chooser = ReplayFilter(stream, user, since, until)
 
     async def main() -> int:
         try:

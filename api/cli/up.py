@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from infra.localstack.datadir import DataDir, DataDirLocked, DirLock
-from infra.localstack.ports import port_is_free
+from infra.localstack.ports import cannot_listen_on, port_is_free
 from infra.localstack.runfile import RunInfo, remove_run_info, settings_env, write_run_info
 from infra.localstack.servers import ServerStartError
 from infra.localstack.stack import LocalStack
@@ -45,6 +45,11 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 async def _up(data_dir: Path, port: int, host: str) -> int:
+    # Before the data dir is created or locked: a host this machine cannot listen on is bad input.
+    problem = cannot_listen_on(host)
+    if problem is not None:
+        _say(f"invalid --host: {problem}")
+        return 2
     dd = DataDir.at(data_dir)
     try:
         lock = DirLock.acquire(dd)
@@ -162,7 +167,10 @@ class _Platform:
         if code != 0:
             return code
         t_ready = time.monotonic()
-        print(f"parley: ready at {self.gateway_url} (data dir {self.data_dir.root})", flush=True)
+        print(
+            f"parley: ready at {self.gateway_url} (data dir {self.data_dir.root}, logs in {self.data_dir.logs})",
+            flush=True,
+        )
         _say(
             f"started in {t_ready - t0:.1f} s (servers {t_servers - t0:.1f} s, "
             f"provisioning {t_provisioned - t_servers:.1f} s, "

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from api import bootstrap
 from api.http.middleware import CorrelationMiddleware
+from api.http.openapi import DESCRIPTION, mount_docs
 from api.http.routers import auth, health
 from api.rate_limits import RateLimited
 from api.services import GatewayServices
@@ -28,6 +29,15 @@ from infra.settings import Settings
 log = logging.getLogger("parley.gateway")
 
 SOCKETIO_PATH = "socket.io"
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("parley")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def create_app(settings: Settings, services: GatewayServices | None = None) -> ASGIApp:
@@ -47,7 +57,15 @@ def create_app(settings: Settings, services: GatewayServices | None = None) -> A
             await services.close()
             log.info("gateway %s stopped", services.instance_id)
 
-    http = FastAPI(title="Parley gateway", lifespan=lifespan)
+    http = FastAPI(
+        title="Parley gateway",
+        description=DESCRIPTION,
+        version=package_version(),
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: served locally instead
+        redoc_url=None,
+    )
+    mount_docs(http)
     http.state.services = services
     http.state.sio = sio
     http.include_router(health.router)

@@ -6,6 +6,7 @@ collide, and a port chosen once is reused on the next start while it is still fr
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Iterable, Mapping
 
@@ -26,6 +27,25 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
+
+
+def cannot_listen_on(host: str) -> str | None:
+    """Why this machine cannot listen on ``host`` (not one of its addresses), or None when it can."""
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        return f"{host} does not resolve ({e})"
+    problem = f"{host} is not an address of this machine"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind(address)  # port 0: any free port, so only the address is tested
+            except OSError as e:
+                if e.errno != errno.EADDRNOTAVAIL:
+                    problem = f"cannot listen on {host}: {e.strerror or e}"
+                continue
+            return None
+    return problem
 
 
 def choose_ports(names: Iterable[str], stored: Mapping[str, int], host: str = "127.0.0.1") -> dict[str, int]:

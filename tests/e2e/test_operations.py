@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,6 +118,41 @@ async def test_projection_status_lists_every_projection_with_its_lag(platform: P
     rows = json.loads(status.stdout)
     assert {row["name"] for row in rows} >= {"users", "conversations", "messages", "audit"}
     assert all(isinstance(row["lag"], int) and row["lag"] >= 0 for row in rows)
+    audit = next(row for row in rows if row["name"] == "audit")
+    settings = platform.settings
+    assert [src["topic"] for src in audit["sources"]] == [settings.events_topic, *settings.rejection_topics]
+    assert audit["lag"] == sum(src["lag"] for src in audit["sources"])
     unknown = parley(platform, "projections", "rebuild", "nope")
     assert unknown.returncode == 2 and "unknown projection" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+async def test_a_plain_command_next_to_a_running_platform_reaches_it(
+    platform: Platform, users: Users, tmp_path: Path
+) -> None:
+    """`parley replay` with no --data-dir and no server in the environment, in a directory whose
+    ./.parley is the running platform (what `./scripts/up` then `parley replay` does)."""
+    alice, bob = await users.new(), await users.new()
+    conv = (await alice.ok("conversation:create", {"kind": "direct", "participant_ids": [bob.user_id]}))[
+        "conversation_id"
+    ]
+    (tmp_path / ".parley").symlink_to(platform.data_dir.resolve(), target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "api.cli.main", "replay", "--stream", conv],  # the id as the ack gave it
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["type"], e["stream_id"]) for e in lines] == [("ConversationCreated", f"conversation:{conv}")]
+
+
+def test_the_ready_line_says_where_the_logs_are(platform: Platform) -> None:
+    ready = [line for line in platform.log_path.read_text().splitlines() if "ready at" in line]
+    assert ready and f"logs in {(platform.data_dir / 'logs').resolve()}" in ready[0], ready

@@ -21,10 +21,11 @@ from api.deps import (
     SettingsDep,
     TokensDep,
 )
+from api.http.openapi import REGISTER_RESPONSES, TOKEN_RESPONSES
 from api.send_command import Command, CommandRefused
 from domain.envelope import derive_id
 from domain.errors import DomainError
-from domain.names import normalise_username, username_stream_id
+from domain.names import USERNAME_MAX, USERNAME_MIN, normalise_username, username_stream_id
 from infra.logging import correlation_id_var
 from infra.security.tokens import InvalidToken, TokenPair
 
@@ -35,13 +36,23 @@ USER_VISIBLE_TIMEOUT_S = 5.0
 BAD_CREDENTIALS = "invalid username or password"
 BAD_REFRESH = "invalid refresh token"
 
+# Unicode letters, digits and _ . - (\w is Unicode-aware in Python and in ECMAScript's /u mode).
+USERNAME_PATTERN = r"^[\w.-]+$"
+
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    username: str = Field(min_length=1, max_length=256)
+    # The domain's rule (domain.names) is the check; the schema states it for readers of /docs.
+    username: str = Field(
+        description=(
+            f"{USERNAME_MIN}..{USERNAME_MAX} letters, digits, '_', '.' or '-', counted after Unicode NFKC "
+            "normalisation and case folding (unique case-insensitively)"
+        ),
+        json_schema_extra={"minLength": USERNAME_MIN, "maxLength": USERNAME_MAX, "pattern": USERNAME_PATTERN},
+    )
     password: str = Field(min_length=8, max_length=256)
     display_name: DisplayName | None = None
 
@@ -93,7 +104,9 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
+@router.post(
+    "/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse, responses=REGISTER_RESPONSES
+)
 async def register(
     _limit: RegisterRateLimit,
     body: RegisterRequest,
@@ -154,7 +167,7 @@ def _refusal_status(refused: CommandRefused) -> HTTPException:
     return HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail="internal error")
 
 
-@router.post("/login", response_model=TokenResponse)
+@router.post("/login", response_model=TokenResponse, responses=TOKEN_RESPONSES)
 async def login(
     _limit: LoginRateLimit,
     body: LoginRequest,
@@ -178,7 +191,7 @@ async def login(
     return TokenResponse.of(tokens.issue_pair(credentials.user_id))
 
 
-@router.post("/refresh", response_model=TokenResponse)
+@router.post("/refresh", response_model=TokenResponse, responses=TOKEN_RESPONSES)
 async def refresh(
     _limit: RefreshRateLimit,
     body: RefreshRequest,

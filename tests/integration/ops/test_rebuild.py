@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from domain.envelope import EventEnvelope
@@ -89,6 +90,7 @@ async def test_rebuild_cli_swaps_in_a_fresh_copy_and_saves_positions(ops: OpsEnv
     result = ops.cli("projections", "rebuild", "messages")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("rebuilt messages into rm_messages_g2 (generation 2): ")
+    assert f"{len(log.events)} log records folded in " in result.stdout and "; set-up " in result.stdout
     assert "rebuild messages" in result.stderr  # the progress line (stderr is not a terminal here)
     assert await documents(ops.db, "rm_messages_g2") == before
 
@@ -99,12 +101,23 @@ async def test_rebuild_cli_swaps_in_a_fresh_copy_and_saves_positions(ops: OpsEnv
     assert rows["messages"]["collection"] == "rm_messages_g2" and rows["messages"]["generation"] == 2
     assert rows["messages"]["lag"] == 0 and rows["messages"]["position"] == len(log.events)
     assert rows["audit"]["lag"] == len(log.events)  # no trail was built in this test
+    sources = {src["topic"]: src for src in rows["audit"]["sources"]}
+    assert list(sources) == [ops.settings.events_topic, *ops.settings.rejection_topics]
+    assert sources[ops.settings.events_topic]["lag"] == len(log.events)
+    assert [src["topic"] for src in rows["messages"]["sources"]] == [ops.settings.events_topic]
 
     await ops.produce(chat_log(seed=33, messages=4).events)
     table = ops.cli("projections", "status")
     assert table.returncode == 0, table.stderr
     header, *body = table.stdout.splitlines()
-    assert header.split() == ["NAME", "COLLECTION", "GEN", "DOCUMENTS", "POSITION", "LAG"]
+    assert header.split() == ["NAME", "COLLECTION", "GEN", "DOCUMENTS", "SOURCE", "POSITION", "LAG"]
+    # The audit trail reads three topics: a row for each, and their total.
+    audit_at = next(i for i, line in enumerate(body) if line.startswith("audit"))
+    assert [line.split()[-3] for line in body[audit_at : audit_at + 3]] == [
+        ops.settings.events_topic,
+        *ops.settings.rejection_topics,
+    ]
+    assert "(all sources)" in body[audit_at + 3]
     messages = next(line.split() for line in body if line.startswith("messages"))
     assert messages[1] == "rm_messages_g2" and int(messages[-1].replace(",", "")) == len(
         chat_log(seed=33, messages=4).events
@@ -251,7 +264,7 @@ async def test_a_dropped_store_is_rebuilt_and_an_idle_one_is_left_alone(ops: Ops
     assert await documents(ops.db, "rm_audit_g2") == trail_before
 
 
-async def test_rebuild_bad_input_and_unavailable_servers(ops: OpsEnv) -> None:
+async def test_rebuild_bad_input_and_unavailable_servers(ops: OpsEnv, tmp_path: Path) -> None:
     unknown = ops.cli("projections", "rebuild", "nope")
     assert unknown.returncode == 2
     assert unknown.stderr == (
@@ -263,6 +276,7 @@ async def test_rebuild_bad_input_and_unavailable_servers(ops: OpsEnv) -> None:
     mongo_down = {**ops.env(), "PARLEY_MONGO_URL": f"mongodb://127.0.0.1:{free_port()}/"}
     kafka_down = {**ops.env(), "PARLEY_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
     unconfigured = {k: v for k, v in ops.env().items() if k not in ("PARLEY_KAFKA_BOOTSTRAP", "PARLEY_MONGO_URL")}
+    unconfigured["PARLEY_DATA_DIR"] = str(tmp_path / "nothing-runs-here")  # not a ./.parley that may be running
     runs: list[tuple[list[str], dict[str, str], int, str]] = [
         *(
             (args, mongo_down, 1, "MongoDB unavailable at 127.0.0.1:")

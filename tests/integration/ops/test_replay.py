@@ -49,6 +49,12 @@ async def test_replay_filters_by_stream_user_and_time(ops: OpsEnv) -> None:
     expected = [e for e in log.events if e.stream_id == conversation]
     assert [o["event_id"] for o in got] == [e.event_id for e in expected]
     assert [o["stream_version"] for o in got] == list(range(1, len(expected) + 1))
+    # The id as clients know it (an ack's conversation_id) names the same stream.
+    bare = ops.cli("replay", "--stream", conversation.removeprefix("conversation:"))
+    assert bare.returncode == 0 and bare.stdout == stream.stdout, bare.stderr
+    registration = next(e for e in log.events if e.type == "UserRegistered")
+    username = ops.cli("replay", "--stream", registration.stream_id.upper().replace("USERNAME:", "username:"))
+    assert [o["event_id"] for o in lines(username.stdout)] == [registration.event_id], username.stderr
 
     user = log.events[0].actor_id
     assert user is not None
@@ -65,6 +71,9 @@ async def test_replay_filters_by_stream_user_and_time(ops: OpsEnv) -> None:
     assert [o["event_id"] for o in lines(combined.stdout)] == [e.event_id for e in expected if e.actor_id == user]
 
 
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+
 async def test_replay_bad_input_is_one_line_and_non_zero(ops: OpsEnv) -> None:
     await ops.create_topics(events=2)
     await ops.produce(chat_log(seed=13, messages=5).events)
@@ -72,7 +81,10 @@ async def test_replay_bad_input_is_one_line_and_non_zero(ops: OpsEnv) -> None:
         (["--since", "yesterday"], 2, "invalid --since"),
         (["--until", "2025-13-45"], 2, "invalid --until"),
         (["--since", "2025-03-02", "--until", "2025-03-01"], 2, "--since must be before --until"),
-        (["--stream", "conversation:does-not-exist"], 1, "no events for stream conversation:does-not-exist"),
+        (["--stream", "conversation:does-not-exist"], 2, "invalid --stream 'conversation:does-not-exist'"),
+        (["--stream", ""], 2, "--stream is empty"),
+        (["--user", "nobody"], 2, "invalid --user 'nobody'"),
+        ([f"--stream={MISSING}"], 1, f"no events for stream conversation:{MISSING}"),
     ]:
         result = ops.cli("replay", *args)
         assert result.returncode == status, (args, result.stderr)
