@@ -132,7 +132,9 @@ class ProjectionRuntime:
             try:
                 decoded.append((record.partition, record.offset, decode_rejection(record.value)))
             except Exception as exc:
-                await self.dead_letters.park(topic, record.partition, record.offset, record.value, repr(exc))
+                await self.dead_letters.park(
+                    topic, record.partition, record.offset, record.value, f"undecodable: {exc!r}"
+                )
         if decoded:
             await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
 
