@@ -259,7 +259,13 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 "decided %s: %s",
                 item.command.type,
                 "ok" if item.result.outcome.ok else item.result.outcome.error_code,
-                extra={"command_id": item.command.command_id, "stream_id": item.command.aggregate_id},
+                extra={
+                    "command_id": item.command.command_id,
+                    "stream_id": item.command.aggregate_id,
+                    "correlation_id": item.command.correlation_id,
+                    "type": item.command.type,
+                    "events": [e.event_id for e in item.result.events],
+                },
             )
 
     async def _until_acknowledged(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
