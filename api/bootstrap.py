@@ -1,7 +1,7 @@
 """The composition roots: every adapter of a process kind, built from Settings in one place.
 
 - :func:`gateway`: the gateway's services (HTTP and Socket.IO share them);
-- :func:`worker`: the worker's Faust app, whose services are built inside its event loop.
+- :func:`worker`: the worker's Faust app, whose services are built inside its event loop, and its metrics.
 
 Entry points (``api.http.app``, ``parley worker``) only call these. Nothing connects here: the
 clients connect when the process starts them. One Redis client per process: every Redis user of
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from api.metrics import GatewayMetrics
@@ -32,6 +34,7 @@ from infra.search_client import search_client
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
 from infra.settings import Settings
+from infra.worker_metrics import LagSample, WorkerMetrics
 
 if TYPE_CHECKING:
     import faust
@@ -71,13 +74,20 @@ def gateway(settings: Settings) -> GatewayServices:
     )
 
 
-def worker(settings: Settings) -> faust.App:
-    """The worker's Faust app; its clients are built lazily inside the worker's event loop."""
+@dataclass(frozen=True)
+class Worker:
+    app: faust.App
+    metrics: WorkerMetrics  # served by the entry point on Settings.worker_metrics_port
+
+
+def worker(settings: Settings) -> Worker:
+    """The worker's Faust app and metrics; its clients are built lazily inside the worker's event loop."""
     # Imported here: a gateway process never loads Faust or the projection runtime.
     from infra.applied_versions import RedisAppliedVersions
     from infra.mongo.audit_trail import AuditTrail
     from infra.mongo.documents import Positions, ProjectionRegistry
     from infra.push import RedisPusher
+    from infra.rebuild import projection_status
     from infra.redis_client import mark_worker_alive
     from infra.replies import RedisReplies
     from streams.app import WorkerServices, create_app
@@ -104,7 +114,17 @@ def worker(settings: Settings) -> faust.App:
         async def heartbeat() -> None:
             await mark_worker_alive(redis, settings, name)
 
-        replies = RedisReplies(settings, redis)
-        return WorkerServices(projections=runtime, dead_letters=dead_letters, replies=replies, heartbeat=heartbeat)
+        async def lag() -> Sequence[LagSample]:
+            return [
+                LagSample(status.name, part.topic, part.partition, part.position, part.end)
+                for status in await projection_status(settings)
+                for part in status.partitions
+            ]
 
-    return create_app(settings, str(worker_dir), services)
+        replies = RedisReplies(settings, redis)
+        return WorkerServices(
+            projections=runtime, dead_letters=dead_letters, replies=replies, heartbeat=heartbeat, lag=lag
+        )
+
+    metrics = WorkerMetrics()
+    return Worker(create_app(settings, str(worker_dir), services, metrics), metrics)

@@ -32,7 +32,17 @@ class JsonFormatter(logging.Formatter):
         mtype = getattr(record, "type", None) or message_type_var.get()
         if mtype:
             doc["type"] = mtype
-        for key in ("event_id", "command_id", "stream_id", "projection", "sid", "user_id", "code", "latency_ms"):
+        for key in (
+            "event_id",
+            "command_id",
+            "stream_id",
+            "events",
+            "projection",
+            "sid",
+            "user_id",
+            "code",
+            "latency_ms",
+        ):
             value = getattr(record, key, None)
             if value is not None:
                 doc[key] = value

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # Worker
     worker_id: str = "parley-worker"  # the Faust app id, i.e. the consumer group
     table_store: str = "rocksdb://"  # "memory://" keeps worker tables in RAM only
+    # Where the worker serves its Prometheus metrics (GET /metrics on ``host``); 0 serves none.
+    # `parley up` picks a free port when this is not set, and prints it.
+    worker_metrics_port: int = Field(default=9400, ge=0, le=65535)
 
     # Security
     jwt_secret: str = ""  # local mode: generated once and kept in the data dir

@@ -18,6 +18,9 @@
 - ``project`` consumes the events topic and feeds ``ProjectionRuntime`` in batches.
 - ``trail_rejections`` consumes refused commands for the compliance trail.
 
+Every agent reports into ``Metrics`` (batch sizes and latency, parked records, rebalances); a
+timer measures the projections' lag on the partitions this worker holds (``LAG_SAMPLE_INTERVAL_S``).
+
 Processing guarantee is at-least-once (never exactly-once): every step is idempotent.
 """
 
@@ -27,7 +30,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -41,6 +44,7 @@ from commands.handler import Result, Stores
 from domain.envelope import CommandEnvelope, Outcome
 from infra.kafka.codec import Headers, decode_command, encode_event, encode_rejection
 from infra.settings import WORKER_TABLES, Settings
+from infra.worker_metrics import LagSample
 from streams.idempotent import ParleyApp
 from streams.runtime import DeadLetters, ProjectionRuntime, Record
 
@@ -49,6 +53,8 @@ log = logging.getLogger("parley.worker")
 # Commands decided together: as many as arrive within a few milliseconds, at most this many.
 DECIDE_BATCH = 500
 DECIDE_WITHIN_S = 0.005
+# How often the projections' lag is measured (one end-offsets request and one positions read).
+LAG_SAMPLE_INTERVAL_S = 10.0
 
 # A record for the log: topic, key, value, headers.
 Outgoing = tuple[Any, bytes, bytes, Headers]
@@ -84,19 +90,40 @@ class Replies(Protocol):
         ...
 
 
+class Metrics(Protocol):
+    """What the agents report (infra/worker_metrics.py serves it to Prometheus)."""
+
+    def observe_decide(self, size: int, ok: int, refused: int, seconds: float) -> None: ...
+
+    def observe_project(self, agent: str, size: int, seconds: float) -> None: ...
+
+    def dead_lettered(self, source_topic: str, reason: str) -> None: ...
+
+    def rebalance_started(self) -> None: ...
+
+    def rebalance_ended(self, seconds: float) -> None: ...
+
+    def set_assignment(self, partitions_by_topic: dict[str, int]) -> None: ...
+
+    def set_lag(self, samples: Iterable[LagSample], at: float) -> None: ...
+
+
 @dataclass
 class WorkerServices:
     projections: ProjectionRuntime
     dead_letters: DeadLetters
     replies: Replies
     heartbeat: Callable[[], Awaitable[None]]
+    # Every projection's lag on every partition of its source topics (this worker reports its own).
+    lag: Callable[[], Awaitable[Sequence[LagSample]]]
 
 
 class TopicDeadLetters:
-    """Parks records in the dead-letter topic with where they came from and why."""
+    """Parks records in the dead-letter topic with where they came from and why, and counts them."""
 
-    def __init__(self, topic: Any) -> None:
+    def __init__(self, topic: Any, metrics: Metrics) -> None:
         self._topic = topic
+        self._metrics = metrics
 
     async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None:
         headers = [
@@ -106,12 +133,28 @@ class TopicDeadLetters:
             ("reason", reason[:1000].encode()),
         ]
         await (await self._topic.send(key=source_topic.encode(), value=value, headers=headers))
+        self._metrics.dead_lettered(source_topic, reason)
+
+
+class RebalanceSensor(faust.Sensor):
+    """Counts the consumer group's rebalances and how long each took (including table recovery)."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._metrics = metrics
+
+    def on_rebalance_start(self, app: Any) -> dict[str, Any]:
+        self._metrics.rebalance_started()
+        return {"time_start": time.monotonic()}
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        self._metrics.rebalance_ended(time.monotonic() - state.get("time_start", time.monotonic()))
 
 
 ServiceFactory = Callable[[faust.App, DeadLetters], Awaitable[WorkerServices]]
 
 
-def create_app(settings: Settings, worker_dir: str, build_services: ServiceFactory) -> faust.App:
+def create_app(settings: Settings, worker_dir: str, build_services: ServiceFactory, metrics: Metrics) -> faust.App:
     """Build the Faust app. Services (clients) are built lazily inside the worker's event loop."""
     brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",") if h.strip()]
     app = ParleyApp(
@@ -133,6 +176,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         stream_wait_empty=False,
         table_standby_replicas=0,
     )
+    app.sensors.add(RebalanceSensor(metrics))
     holder: dict[str, WorkerServices] = {}
     lock = asyncio.Lock()
 
@@ -152,7 +196,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         if "s" not in holder:
             async with lock:
                 if "s" not in holder:
-                    holder["s"] = await build_services(app, TopicDeadLetters(dead_letter_topic))
+                    holder["s"] = await build_services(app, TopicDeadLetters(dead_letter_topic, metrics))
         return holder["s"]
 
     tables = {
@@ -177,7 +221,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 sources.append(event)
             except Exception as exc:
                 log.error("undecodable command parked in the dead-letter topic: %s", exc)
-                undecodable.append((event, repr(exc)))
+                undecodable.append((event, f"undecodable: {exc!r}"))
         if undecodable:
             await _until_acknowledged(
                 f"parking {len(undecodable)} undecodable commands", lambda: _park_all(undecodable)
@@ -195,6 +239,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         await _reply([item.result.outcome for item in decided if item.command.reply_to])
         done = time.perf_counter()
         ok = sum(1 for item in decided if item.result.outcome.ok)
+        metrics.observe_decide(len(decided), ok, len(decided) - ok, done - started)
         log.info(
             "decided %d commands (%d ok, %d refused) in %.1f ms: decode %.1f, decide %.1f, append %.1f, "
             "save %.1f, reply %.1f",
@@ -213,7 +258,13 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 "decided %s: %s",
                 item.command.type,
                 "ok" if item.result.outcome.ok else item.result.outcome.error_code,
-                extra={"command_id": item.command.command_id, "stream_id": item.command.aggregate_id},
+                extra={
+                    "command_id": item.command.command_id,
+                    "stream_id": item.command.aggregate_id,
+                    "correlation_id": item.command.correlation_id,
+                    "type": item.command.type,
+                    "events": [e.event_id for e in item.result.events],
+                },
             )
 
     async def _until_acknowledged(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
@@ -274,19 +325,25 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
     async def project(stream: StreamT[bytes]) -> None:
         async for batch in cast(Any, stream).take_events(500, within=0.01):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
+            started = time.perf_counter()
             await (await services()).projections.events_batch(records)
+            metrics.observe_project("project", len(records), time.perf_counter() - started)
 
     @app.agent(rejections_topic, name="trail-rejections")
     async def trail_rejections(stream: StreamT[bytes]) -> None:
         async for batch in cast(Any, stream).take_events(500, within=0.2):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
+            started = time.perf_counter()
             await (await services()).projections.rejections_batch(records, settings.rejections_topic)
+            metrics.observe_project("trail-rejections", len(records), time.perf_counter() - started)
 
     @app.agent(refusals_topic, name="trail-refusals")
     async def trail_refusals(stream: StreamT[bytes]) -> None:
         async for batch in cast(Any, stream).take_events(500, within=0.2):
             records = [Record(e.message.partition, e.message.offset, e.value) for e in batch]
+            started = time.perf_counter()
             await (await services()).projections.rejections_batch(records, settings.refusals_topic)
+            metrics.observe_project("trail-refusals", len(records), time.perf_counter() - started)
 
     async def heartbeat() -> None:
         # Ready = a consumer assignment exists, no rebalance is under way and tables are recovered.
@@ -296,4 +353,26 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             await (await services()).heartbeat()
 
     app.timer(interval=1.0)(heartbeat)  # readiness shows within a second of the assignment
+
+    source_topics = {settings.events_topic, settings.rejections_topic, settings.refusals_topic}
+
+    async def sample_lag() -> None:
+        """The lag of every projection on the partitions of its sources that this worker holds."""
+        assigned = app.consumer.assignment() if not app.rebalancing else set()
+        held = {(tp.topic, tp.partition) for tp in assigned}
+        by_topic: dict[str, int] = {}
+        for topic, _ in held:
+            by_topic[topic] = by_topic.get(topic, 0) + 1
+        metrics.set_assignment(by_topic)
+        if not any(topic in source_topics for topic, _ in held):
+            metrics.set_lag((), time.time())
+            return
+        try:
+            samples = await (await services()).lag()
+        except Exception as exc:  # a measurement only: the next one will tell
+            log.warning("projection lag not measured: %r", exc)
+            return
+        metrics.set_lag([s for s in samples if (s.topic, s.partition) in held], time.time())
+
+    app.timer(interval=LAG_SAMPLE_INTERVAL_S)(sample_lag)
     return app

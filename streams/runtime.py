@@ -108,6 +108,18 @@ class ProjectionRuntime:
         for name in last:
             await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
         await _retry_transient(lambda: self.positions.save_all(tuple(self.projections), topic, next_offsets(records)))
+        for _, event in current if log.isEnabledFor(logging.DEBUG) else ():
+            log.debug(
+                "projected %s v%d",
+                event.type,
+                event.stream_version,
+                extra={
+                    "event_id": event.event_id,
+                    "stream_id": event.stream_id,
+                    "correlation_id": event.correlation_id,
+                    "type": event.type,
+                },
+            )
         await self._announce([event for _, event in current])
         await self._push([event for _, event in current], pushed)
 
@@ -132,7 +144,9 @@ class ProjectionRuntime:
             try:
                 decoded.append((record.partition, record.offset, decode_rejection(record.value)))
             except Exception as exc:
-                await self.dead_letters.park(topic, record.partition, record.offset, record.value, repr(exc))
+                await self.dead_letters.park(
+                    topic, record.partition, record.offset, record.value, f"undecodable: {exc!r}"
+                )
         if decoded:
             await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from infra.localstack.datadir import DataDir, DataDirLocked, DirLock
-from infra.localstack.ports import cannot_listen_on, port_is_free
+from infra.localstack.ports import cannot_listen_on, free_port, port_is_free
 from infra.localstack.runfile import RunInfo, remove_run_info, settings_env, write_run_info
 from infra.localstack.servers import ServerStartError
 from infra.localstack.stack import LocalStack
@@ -141,6 +141,9 @@ class _Platform:
             _say(str(e))
             return 1
         t_servers = time.monotonic()
+        if "worker_metrics_port" not in self.settings.model_fields_set:
+            # Not chosen by the user: a free one, so that several platforms run side by side.
+            resolved = resolved.model_copy(update={"worker_metrics_port": free_port(_connect_host(self.settings.host))})
         info = RunInfo(pid=os.getpid(), settings_env=settings_env(resolved), gateway_url=self.gateway_url)
         write_run_info(self.data_dir, info)
         try:
@@ -171,6 +174,9 @@ class _Platform:
             f"parley: ready at {self.gateway_url} (data dir {self.data_dir.root}, logs in {self.data_dir.logs})",
             flush=True,
         )
+        if resolved.worker_metrics_port:
+            metrics_url = f"http://{_connect_host(self.settings.host)}:{resolved.worker_metrics_port}/metrics"
+            _say(f"worker metrics at {metrics_url} (gateway metrics at {self.gateway_url}/metrics)")
         _say(
             f"started in {t_ready - t0:.1f} s (servers {t_servers - t0:.1f} s, "
             f"provisioning {t_provisioned - t_servers:.1f} s, "

@@ -45,10 +45,21 @@ def run_worker(args: argparse.Namespace) -> int:
         return 1
     from api import bootstrap
 
-    app = bootstrap.worker(settings)
+    built = bootstrap.worker(settings)
+    if settings.worker_metrics_port:
+        try:
+            built.metrics.serve(settings.host, settings.worker_metrics_port)
+        except OSError as exc:
+            print(
+                f"parley worker: cannot serve metrics on {settings.host}:{settings.worker_metrics_port}: {exc} "
+                "(choose another port with PARLEY_WORKER_METRICS_PORT, or 0 for none)",
+                file=sys.stderr,
+            )
+            return 1
+        log.info("metrics at http://%s:%d/metrics", settings.host, settings.worker_metrics_port)
     atexit.register(_forget_liveness, settings)
     worker = faust.Worker(
-        app,
+        built.app,
         loglevel=settings.log_level.lower(),
         quiet=True,
         redirect_stdouts=False,

@@ -20,7 +20,11 @@ from pydantic import BaseModel
 
 DOCS_ASSETS_URL = "/docs/assets"
 PROTOCOL_URL = "/docs/protocol"
-PROTOCOL_FILE = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
+# The repository's copy (a checkout), else the working dir's (the image copies docs/ into its WORKDIR).
+PROTOCOL_FILES = (
+    Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md",
+    Path("docs") / "PROTOCOL.md",
+)
 
 DESCRIPTION = f"""\
 Parley's HTTP API: registration, login, token refresh, and the operations endpoints.
@@ -157,10 +161,13 @@ def mount_docs(app: FastAPI) -> None:
 
     @app.get(PROTOCOL_URL, include_in_schema=False)
     async def protocol() -> Response:
-        try:
-            text = PROTOCOL_FILE.read_text(encoding="utf-8")
-        except OSError:  # an installation without the repository's docs/ (e.g. a slim image)
-            return PlainTextResponse(
-                "docs/PROTOCOL.md is not installed with this gateway: read it in the repository.\n", status_code=404
-            )
-        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+        for path in PROTOCOL_FILES:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError:
+                continue
+            return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+        # An installation without the repository's docs/.
+        return PlainTextResponse(
+            "docs/PROTOCOL.md is not installed with this gateway: read it in the repository.\n", status_code=404
+        )

@@ -37,6 +37,7 @@ RUN_ENV_FIELDS = (
     "topic_prefix",
     "partitions",
     "worker_id",
+    "worker_metrics_port",
 )
 
 

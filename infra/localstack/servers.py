@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -118,6 +120,16 @@ def _mkdir_if_missing(path: Path) -> None:
         path.mkdir(parents=True)
 
 
+def rclone_auth_key(access_key: str, secret_key: str) -> str:
+    """``--auth-key ACCESS,SECRET`` as the value of RCLONE_AUTH_KEY.
+
+    rclone reads a repeatable flag's environment variable as one CSV record (one value per field),
+    so the pair is quoted as a single field; otherwise its comma would make it two keys."""
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="").writerow([f"{access_key},{secret_key}"])
+    return out.getvalue()
+
+
 class S3Server(LocalServer):
     role = "s3"
     program = "rclone"
@@ -132,13 +144,12 @@ class S3Server(LocalServer):
         return Path(found)
 
     def argv(self, ctx: LaunchContext) -> list[str]:
-        s = ctx.settings
         return [
             str(self.binary()),
             "serve",
             "s3",
-            "--auth-key",
-            f"{s.s3_access_key},{s.s3_secret_key}",
+            # The key pair is not here: a command line is readable by every user (ps, /proc/PID/cmdline),
+            # so it goes by environment (see env()), which only the same user can read.
             "--addr",
             f"{LOCAL_HOST}:{ctx.port}",
             str(ctx.data_dir.s3_root),
@@ -149,6 +160,7 @@ class S3Server(LocalServer):
         # Keep rclone away from the user's own config and cache in $HOME.
         env["RCLONE_CONFIG"] = str(ctx.data_dir.root / "rclone.conf")
         env["RCLONE_CACHE_DIR"] = str(ctx.data_dir.root / "cache" / "rclone")
+        env["RCLONE_AUTH_KEY"] = rclone_auth_key(ctx.settings.s3_access_key, ctx.settings.s3_secret_key)
         return env
 
     def prepare(self, ctx: LaunchContext) -> None:

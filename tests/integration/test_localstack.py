@@ -20,6 +20,7 @@ from infra.localstack.datadir import DataDir
 from infra.localstack.stack import LocalStack
 from infra.provision import provision, s3_client, topic_plan
 from infra.settings import Settings
+from tests.conftest import Platform
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +157,31 @@ async def test_s3_put_get_presigned_and_wrong_secret(stack_settings: Settings) -
         await asyncio.to_thread(wrong.stat_object, bucket, name)
     await asyncio.to_thread(client.remove_object, bucket, name)
     await asyncio.to_thread(client.remove_object, bucket, f"{name}-2")
+
+
+def _command_lines_naming(text: str) -> list[list[str]]:
+    """The argv of every process of this user whose command line contains `text`."""
+    found: list[list[str]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        decoded = [a.decode(errors="replace") for a in argv if a]
+        if any(text in a for a in decoded):
+            found.append(decoded)
+    return found
+
+
+def test_the_s3_secret_is_not_on_any_command_line(platform: Platform) -> None:
+    settings = platform.settings
+    s3_root = str(DataDir.at(platform.data_dir).s3_root)
+    servers = [argv for argv in _command_lines_naming(s3_root) if "serve" in argv]
+    assert servers, f"no rclone serve process names {s3_root}"  # the search itself works
+    assert len(settings.s3_secret_key) >= 16
+    assert _command_lines_naming(settings.s3_secret_key) == []
 
 
 async def test_provisioning_is_idempotent(stack_settings: Settings) -> None:

@@ -77,7 +77,7 @@ async def test_metrics_are_prometheus_text_of_this_app_only(client: httpx.AsyncC
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'parley_gateway_http_requests_total{method="GET",route="/health",status="200"} 1.0' in r.text
     assert "parley_gateway_connected_sockets 0.0" in r.text
-    assert "python_gc_objects_collected_total" not in r.text  # not the process-global registry
+    assert "process_resident_memory_bytes" in r.text  # the process' own series, in this app's registry
 
 
 async def test_two_apps_have_separate_registries() -> None:
