@@ -74,6 +74,8 @@ def worker(settings: Settings) -> faust.App:
     from infra.push import RedisPusher
     from infra.redis_client import mark_worker_alive
     from infra.replies import RedisReplies
+    from infra.search_indexes import alias_names
+    from infra.search_store import SearchStore
     from streams.app import WorkerServices, create_app
     from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
 
@@ -93,6 +95,7 @@ def worker(settings: Settings) -> faust.App:
             pusher=RedisPusher(settings, redis),
             dead_letters=dead_letters,
             applied=RedisAppliedVersions(settings, redis),
+            search=SearchStore(search_client(settings), alias_names(settings)),
         )
 
         async def heartbeat() -> None:
