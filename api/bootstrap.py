@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from api.http.metrics import GatewayMetrics
 from api.http.services import READY_CHECK_TIMEOUT_S, GatewayServices
 from api.read_your_writes import ReadYourWrites
+from api.search import SearchQueries
 from infra.applied_versions import AppliedVersionsSubscriber
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import mongo_client, mongo_db
@@ -27,7 +28,10 @@ from infra.mongo.read_models import ReadModels
 from infra.provision import s3_client
 from infra.rate_limit import RedisRateLimiter
 from infra.redis_client import redis_client
+from infra.search_cache import RedisSearchCache
 from infra.search_client import search_client
+from infra.search_index import ElasticsearchIndex
+from infra.search_indexes import alias_names
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
 from infra.settings import Settings
@@ -48,20 +52,28 @@ def gateway(settings: Settings) -> GatewayServices:
     mongo = mongo_client(settings)
     redis = redis_client(settings)
     read_your_writes = ReadYourWrites()
+    read_models = ReadModels(mongo_db(mongo, settings))
+    search = search_client(settings, READY_CHECK_TIMEOUT_S)
     return GatewayServices(
         settings=settings,
         bus=CommandBus(settings, redis=redis),
-        read_models=ReadModels(mongo_db(mongo, settings)),
+        read_models=read_models,
         tokens=TokenService(secret, settings.jwt_algorithm, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
         passwords=Passwords(),
         metrics=GatewayMetrics(),
         mongo=mongo,
         redis=redis,
-        search=search_client(settings, READY_CHECK_TIMEOUT_S),
+        search=search,
         storage=s3_client(settings, timeout_s=READY_CHECK_TIMEOUT_S),
         read_your_writes=read_your_writes,
         applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
         rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
+        search_queries=SearchQueries(
+            index=ElasticsearchIndex(search, alias_names(settings)),
+            cache=RedisSearchCache(redis),
+            memberships=read_models,
+            namespace=f"{settings.topic_prefix}:search",
+        ),
     )
 
 
@@ -74,7 +86,6 @@ def worker(settings: Settings) -> faust.App:
     from infra.push import RedisPusher
     from infra.redis_client import mark_worker_alive
     from infra.replies import RedisReplies
-    from infra.search_indexes import alias_names
     from infra.search_store import SearchStore
     from streams.app import WorkerServices, create_app
     from streams.runtime import DeadLetters, ProjectionRuntime, instance_name

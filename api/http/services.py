@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from api.http.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
+from api.search import SearchQueries
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import MongoDoc
 from infra.mongo.read_models import ReadModels
@@ -43,6 +44,7 @@ class GatewayServices:
     read_your_writes: ReadYourWrites
     applied_versions: AppliedVersionsFeed  # feeds read_your_writes
     rate_limiter: RateLimiter
+    search_queries: SearchQueries
 
     @property
     def instance_id(self) -> str:
