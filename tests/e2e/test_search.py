@@ -193,3 +193,19 @@ async def test_rebuilding_search_gives_the_same_results(platform: Platform, user
     status = json.loads(parley(platform, "projections", "status", "--json").stdout)
     row = next(row for row in status if row["name"] == "search")
     assert row["generation"] == generation + 1 and row["documents"] > 0 and row["lag"] >= 0
+
+
+async def test_search_has_its_own_rate_limit(platform: Platform, users: Users) -> None:
+    limit = platform.settings.rate_limits.search
+    assert limit.limit <= 100, "the test sends one more than the limit"
+    alice, bob = await users.new(), await users.new()
+    acks = [await alice.call("search:users", {"query": "nobody"}) for _ in range(limit.limit + 1)]
+    assert all(ack["ok"] for ack in acks[: limit.limit - 1])
+    refused = [ack for ack in acks if not ack["ok"]]
+    assert refused, "over the limit, a search is refused"
+    error = refused[0]["error"]
+    assert error["code"] == "rate_limited" and 0 < error["retry_after"] <= limit.period_s
+    for event in ("search:messages", "search:conversations"):  # one class for every search:* event
+        assert await alice.error(event, {"query": "nobody"}) == "rate_limited"
+    assert "conversations" in await alice.ok("conversation:list", {})  # other classes are counted apart
+    assert (await bob.call("search:users", {"query": "nobody"}))["ok"] is True  # per user
