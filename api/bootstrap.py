@@ -106,7 +106,7 @@ def worker(settings: Settings) -> faust.App:
             pusher=RedisPusher(settings, redis),
             dead_letters=dead_letters,
             applied=RedisAppliedVersions(settings, redis),
-            search=SearchStore(search_client(settings), alias_names(settings)),
+            search=SearchStore(search_client(settings), alias_names(settings), aliases=True),
         )
 
         async def heartbeat() -> None:

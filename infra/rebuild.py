@@ -516,7 +516,7 @@ class _Rebuild:
 
             # Nobody searches the new generation before the swap: refresh once, not per batch.
             loading = SearchStore(client, targets, refresh=False)
-            live_store = SearchStore(client, alias_names(self.settings), refresh=True)
+            live_store = SearchStore(client, alias_names(self.settings), aliases=True)
             async with LogReader(self.settings, topic, batch_size=self.batch_size) as reader:
                 self.total = reader.total
                 self._tick("rebuild")

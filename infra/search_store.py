@@ -6,8 +6,8 @@ projection (projections/search.py) and writes every change in ONE bulk request, 
 at its document's stream version with ``version_type=external``. The index refuses an operation
 whose version is not above the one it holds (409): that operation was applied already (a
 redelivery, or the other writer while a rebuild catches up), so it counts as done. Other item
-errors: 429 and 5xx are the index being unavailable (retried by the runner's transient policy),
-anything else is the event's fault (``StoreRefused``: retried, then that event is parked).
+errors: 429, 5xx and a missing index are the index being unavailable (retried by the runner's
+transient policy), anything else is the event's fault (``StoreRefused``: retried, then that event is parked).
 """
 
 from __future__ import annotations
@@ -36,14 +36,22 @@ class SearchUnavailable(Exception):
 
 class SearchStore:
     def __init__(
-        self, client: AsyncElasticsearch, indexes: Mapping[IndexName, str], *, refresh: Refresh = True
+        self,
+        client: AsyncElasticsearch,
+        indexes: Mapping[IndexName, str],
+        *,
+        refresh: Refresh = True,
+        aliases: bool = False,
     ) -> None:
-        """``indexes`` names where each index's documents go: the aliases (live) or one generation
-        (a rebuild). ``refresh=True`` makes a bulk searchable when it returns (the live agent's
-        ack-then-search promise); a rebuild refreshes once at the end instead."""
+        """``indexes`` names where each index's documents go: the aliases (live, ``aliases=True``) or
+        one generation (a rebuild). ``refresh=True`` makes a bulk searchable when it returns (the live
+        agent's ack-then-search promise); a rebuild refreshes once at the end instead. Through aliases,
+        a write requires the alias: a missing one (a search server that lost everything) is the index
+        unavailable until it is rebuilt, never a stray index created under the alias's name."""
         self.client = client
         self.indexes = dict(indexes)
         self.refresh = refresh
+        self.aliases = aliases
         self.projection = SearchProjection()
 
     async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
@@ -85,7 +93,9 @@ class SearchStore:
             operations.append({"index": {**meta, "version_type": "external"}})
             operations.append(op.source)
         with refused_requests():
-            response = await self.client.bulk(operations=operations, refresh=self.refresh)
+            response = await self.client.bulk(
+                operations=operations, refresh=self.refresh, require_alias=True if self.aliases else None
+            )
         if not response.body.get("errors"):
             return
         unavailable: list[str] = []
@@ -96,7 +106,9 @@ class SearchStore:
             if status < 300 or status == VERSION_CONFLICT:
                 continue  # applied now, or already (an equal or newer version is there)
             reason = f"{result.get('_index')}/{result.get('_id')}: {status} {result.get('error')}"[:500]
-            (unavailable if status == 429 or status >= 500 else refused).append(reason)
+            error_type = (result.get("error") or {}).get("type") if isinstance(result.get("error"), dict) else None
+            missing = status == 404 and error_type == "index_not_found_exception"
+            (unavailable if status == 429 or status >= 500 or missing else refused).append(reason)
         if unavailable:
             raise SearchUnavailable(f"{len(unavailable)} bulk items not applied: {unavailable[0]}")
         if refused:

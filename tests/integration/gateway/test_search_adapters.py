@@ -21,7 +21,7 @@ from infra.search_indexes import (
     live_generation,
     move_aliases,
 )
-from infra.search_store import SearchStore
+from infra.search_store import SearchStore, SearchUnavailable
 from infra.settings import Settings
 from projections.runner import StoreRefused
 from projections.search import IndexOp
@@ -61,7 +61,7 @@ class TestElasticsearchIndex(SearchIndexContract):
 
     @pytest.fixture
     def write(self, es: AsyncElasticsearch, scratch: Settings) -> Write:
-        store = SearchStore(es, alias_names(scratch))
+        store = SearchStore(es, alias_names(scratch), aliases=True)
 
         async def write(ops: Sequence[IndexOp]) -> None:
             await store.write(ops)
@@ -123,3 +123,14 @@ async def test_aliases_move_to_a_new_generation_in_one_request(es: AsyncElastics
     await move_aliases(es, scratch, 2)
     assert await live_generation(es, scratch) == 2
     assert [h["conversation_id"] for h in await index.conversations("generation", [group], 10)] == [group]
+
+
+async def test_writes_through_a_missing_alias_wait_for_it(es: AsyncElasticsearch, scratch: Settings) -> None:
+    """A search server that lost its indexes: the live store's writes are the index unavailable
+    (retried until a rebuild brings them back), and no index is created under an alias's name."""
+    gone = scratch.model_copy(update={"topic_prefix": f"{scratch.topic_prefix}-gone"})
+    s = Scenario()
+    s.create_group(A, [B], "nowhere")
+    with pytest.raises(SearchUnavailable):
+        await SearchStore(es, alias_names(gone), aliases=True).apply(s.log)
+    assert not await es.indices.exists(index=alias_names(gone)["conversations"])
