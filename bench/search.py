@@ -5,11 +5,12 @@
     python -m bench.search --data-dir .parley       # a running `parley up --data-dir .parley` (its limits apply)
 
 N messages are sent (and so indexed: an ack vouches for the index) into C group conversations of two
-users, with bodies of random words from a vocabulary. Then Q different two-word queries are timed
-as `search:messages` round trips (emit to ack) by one participant: cold, every query for the first
+users, with bodies of random words from a vocabulary. Then Q different one- and two-word queries are
+timed as `search:messages` round trips (emit to ack) by one participant: cold, every query for the first
 time (a cache miss: read model, index, cache write); then warm, the same queries again with nothing
 written in between (cache hits: read model and cache read). The same for `search:conversations`
-and `search:users` with fewer queries. Prints p50/p99 (and mean) per phase as JSON.
+(titles) and `search:users` (20 more users, found by whole username and by prefix). Prints
+p50/p99 (and mean) per phase as JSON.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _UNREACHED = {"limit": 100_000_000, "period_s": 1}
 BENCH_RATE_LIMITS = {name: _UNREACHED for name in ("command", "query", "search", "login_address", "register_address")}
 PASSWORD = "bench-password-1"
 SEND_CONCURRENCY = 16
+USERS = 20  # users registered for the search:users phase
 
 
 async def _user(http: httpx.AsyncClient, name: str) -> tuple[str, str]:
@@ -97,6 +99,9 @@ async def run(url: str, messages: int, conversations: int, queries: int, vocabul
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         _, alice_token = await _user(http, f"bench_sa_{tag}")
         bob_id, bob_token = await _user(http, f"bench_sb_{tag}")
+        others = [f"bench_su{i}_{tag}" for i in range(USERS)]
+        for name in others:  # more users to find: by username prefix, by exact username
+            await _user(http, name)
     alice, bob = await _socket(url, alice_token), await _socket(url, bob_token)
     try:
         conv_ids = []
@@ -122,8 +127,7 @@ async def run(url: str, messages: int, conversations: int, queries: int, vocabul
         message_queries = list({q["query"]: q for q in message_queries}.values())  # each one new when cold
         few = max(10, queries // 5)
         conversation_queries = list({w: {"query": w} for w in words[:few]}.values())
-        user_queries = [{"query": f"bench_s{x}_{tag}"[: 8 + (i % 6)]} for i, x in enumerate("ab" * (few // 2))]
-        user_queries = list({q["query"]: q for q in user_queries}.values())
+        user_queries = [{"query": name} for name in others] + [{"query": f"bench_su{i}"} for i in range(USERS)]
 
         def on(event: str) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
             return lambda payload: _ok(bob, event, payload)
