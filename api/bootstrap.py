@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from api.metrics import GatewayMetrics
 from api.read_your_writes import ReadYourWrites
+from api.search import SearchQueries
 from api.send_command import SendCommand
 from api.services import READY_CHECK_TIMEOUT_S, GatewayServices
 from infra.applied_versions import AppliedVersionsSubscriber
@@ -30,7 +31,10 @@ from infra.mongo.read_models import ReadModels
 from infra.provision import s3_client
 from infra.rate_limit import RedisRateLimiter
 from infra.redis_client import redis_client
+from infra.search_cache import RedisSearchCache
 from infra.search_client import search_client
+from infra.search_index import ElasticsearchIndex
+from infra.search_indexes import alias_names
 from infra.security.passwords import Passwords
 from infra.security.tokens import TokenService
 from infra.settings import Settings
@@ -55,22 +59,30 @@ def gateway(settings: Settings) -> GatewayServices:
     mongo = mongo_client(settings)
     redis = redis_client(settings)
     read_your_writes = ReadYourWrites()
+    read_models = ReadModels(mongo_db(mongo, settings))
+    search = search_client(settings, READY_CHECK_TIMEOUT_S)
     bus = CommandBus(settings, redis=redis)
     return GatewayServices(
         settings=settings,
         bus=bus,
-        read_models=ReadModels(mongo_db(mongo, settings)),
+        read_models=read_models,
         tokens=TokenService(secret, settings.jwt_algorithm, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
         passwords=Passwords(),
         metrics=GatewayMetrics(),
         mongo=mongo,
         redis=redis,
-        search=search_client(settings, READY_CHECK_TIMEOUT_S),
+        search=search,
         storage=s3_client(settings, timeout_s=READY_CHECK_TIMEOUT_S),
         read_your_writes=read_your_writes,
         applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
         rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
         send=SendCommand(bus, read_your_writes, settings.command_timeout_s, READ_YOUR_WRITES_BOUND_S),
+        search_queries=SearchQueries(
+            index=ElasticsearchIndex(search, alias_names(settings)),
+            cache=RedisSearchCache(redis),
+            memberships=read_models,
+            namespace=f"{settings.topic_prefix}:search",
+        ),
     )
 
 
@@ -90,6 +102,7 @@ def worker(settings: Settings) -> Worker:
     from infra.rebuild import projection_status
     from infra.redis_client import mark_worker_alive
     from infra.replies import RedisReplies
+    from infra.search_store import SearchStore
     from streams.app import WorkerServices, create_app
     from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
 
@@ -109,6 +122,7 @@ def worker(settings: Settings) -> Worker:
             pusher=RedisPusher(settings, redis),
             dead_letters=dead_letters,
             applied=RedisAppliedVersions(settings, redis),
+            search=SearchStore(search_client(settings), alias_names(settings), aliases=True),
         )
 
         async def heartbeat() -> None:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from api.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
+from api.search import SearchQueries
 from api.send_command import SendCommand
 from infra.kafka.command_bus import CommandBus, Unavailable
 from infra.mongo.client import MongoDoc
@@ -46,6 +47,7 @@ class GatewayServices:
     applied_versions: AppliedVersionsFeed  # feeds read_your_writes
     rate_limiter: RateLimiter
     send: SendCommand  # the "send a command" use case (over ``bus`` and ``read_your_writes``)
+    search_queries: SearchQueries
 
     @property
     def instance_id(self) -> str:

@@ -15,7 +15,9 @@
 Until step 3 the registry still names the old collection, so an interrupted run (Ctrl-C,
 kill) leaves the live projection untouched, and the next run starts clean.
 The audit trail rebuilds the same way into a new trail collection; its chains are
-deterministic, so the new trail is identical to the one built live.
+deterministic, so the new trail is identical to the one built live. The search projection
+rebuilds into generation N+1 of its three Elasticsearch indexes and moves their aliases in one
+request at step 3 (``infra/search_indexes.py``); its registry entry records the generation.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from infra.settings import Settings
 from projections.base import DocumentProjection, Folded, fold
 from projections.runner import POISON, Projector
 from projections.runner import Record as RawRecord
+from projections.search import SEARCH, SearchProjection
 
 log = logging.getLogger("parley.rebuild")
 
@@ -150,8 +153,8 @@ def document_projections() -> dict[str, DocumentProjection]:
 
 
 def projection_names() -> list[str]:
-    """Every projection a rebuild accepts: the document projections and ``audit``."""
-    return [*sorted(document_projections()), AUDIT]
+    """Every projection a rebuild accepts: the document projections, ``audit`` and ``search``."""
+    return [*sorted(document_projections()), AUDIT, SEARCH]
 
 
 async def rebuild_projection(
@@ -169,8 +172,8 @@ async def rebuild_projection(
     LogUnavailable (Kafka) and PyMongo's errors (MongoDB).
     """
     catalogue = dict(projections) if projections is not None else document_projections()
-    if name != AUDIT and name not in catalogue:
-        raise UnknownProjection(name, [*sorted(catalogue), AUDIT])
+    if name not in (AUDIT, SEARCH) and name not in catalogue:
+        raise UnknownProjection(name, [*sorted(catalogue), AUDIT, SEARCH])
     client = mongo_client(settings)
     try:
         db = mongo_db(client, settings)
@@ -179,6 +182,8 @@ async def rebuild_projection(
             with _fewer_collections():
                 if name == AUDIT:
                     return await run.audit()
+                if name == SEARCH:
+                    return await run.search()
                 return await run.documents(catalogue[name])
     finally:
         await client.close()
@@ -206,14 +211,20 @@ async def rebuild_missing(
     progress: Progress | None = None,
     *,
     projections: Mapping[str, DocumentProjection] | None = None,
+    search: bool | None = None,
 ) -> list[str]:
     """Rebuild every projection whose live collection is missing or empty while the log holds
     events it would apply (a store that was dropped); returns the names rebuilt.
 
     An empty collection counts as missing because provisioning recreates the live collections
-    (with their indexes) before this runs.
+    (with their indexes) before this runs. The search indexes are missing when the generation
+    the registry names does not exist or is not the one the aliases point at (a server that
+    keeps nothing on disk restarted, and provisioning made an empty generation 1), or when they
+    are empty. ``search`` (default: whether an Elasticsearch URL is set) includes them.
     """
     catalogue = dict(projections) if projections is not None else document_projections()
+    if search if search is not None else bool(settings.elasticsearch_url):
+        catalogue[SEARCH] = SearchProjection()
     client = mongo_client(settings)
     try:
         db = mongo_db(client, settings)
@@ -221,6 +232,10 @@ async def rebuild_missing(
         empty: list[str] = []
         for name in [*sorted(catalogue), AUDIT]:
             entry = await registry.entry(name)
+            if name == SEARCH:
+                if await _search_missing(settings, int(entry["generation"]) if entry else 1):
+                    empty.append(name)
+                continue
             coll = str(entry["collection"]) if entry else collection_for(name, 1)
             if await db[coll].find_one({}, {"_id": 1}) is None:
                 empty.append(name)
@@ -229,6 +244,8 @@ async def rebuild_missing(
     rebuilt: list[str] = []
     for name in empty:
         if not await _log_has_work(settings, name, catalogue.get(name)):
+            if name == SEARCH:  # nothing to index, but the generation the registry names must exist
+                await _reset_search(settings)
             continue
         log.info("projection %s has no documents but the log has events for it: rebuilding", name)
         try:
@@ -239,6 +256,41 @@ async def rebuild_missing(
         log.info("rebuilt %s into %s: %d records in %.1fs", name, report.collection, report.records, report.seconds)
         rebuilt.append(name)
     return rebuilt
+
+
+async def _search_missing(settings: Settings, generation: int) -> bool:
+    from infra.search_client import search_client
+    from infra.search_indexes import alias_names, generation_exists, live_generation
+
+    client = search_client(settings)
+    try:
+        if await live_generation(client, settings) != generation:
+            return True
+        if not await generation_exists(client, settings, generation):
+            return True
+        counted = await client.count(index=",".join(alias_names(settings).values()))
+        return int(counted.body["count"]) == 0
+    finally:
+        await client.close()
+
+
+async def _reset_search(settings: Settings) -> None:
+    """Point the registry at the generation the aliases name (an empty log: nothing to rebuild)."""
+    from infra.search_client import search_client
+    from infra.search_indexes import generation_label, live_generation
+
+    client = search_client(settings)
+    mongo = mongo_client(settings)
+    try:
+        generation = await live_generation(client, settings)
+        if generation is not None:
+            registry = ProjectionRegistry(mongo_db(mongo, settings))
+            entry = await registry.entry(SEARCH)
+            if entry is None or int(entry["generation"]) != generation:
+                await registry.swap(SEARCH, generation_label(settings, generation), generation)
+    finally:
+        await client.close()
+        await mongo.close()
 
 
 async def _log_has_work(settings: Settings, name: str, projection: DocumentProjection | None) -> bool:
@@ -464,6 +516,65 @@ class _Rebuild:
         if previous and previous != target:
             await self.db.drop_collection(previous)
         return self._report(target, generation, previous, {topic: positions})
+
+    async def search(self) -> RebuildReport:
+        """Generation N+1 of the three search indexes, filled from the log; the aliases move when complete."""
+        from infra.search_client import search_client
+        from infra.search_indexes import (
+            alias_names,
+            create_generation,
+            drop_generations,
+            generation_label,
+            live_generation,
+            move_aliases,
+        )
+        from infra.search_store import SearchStore
+
+        topic = self.settings.events_topic
+        client = search_client(self.settings, timeout_s=60.0)
+        try:
+            entry = await self.registry.entry(SEARCH)
+            live = await live_generation(client, self.settings)
+            generation = max(int(entry["generation"]) if entry else 1, live or 1) + 1
+            # Leftovers of interrupted runs: every generation but the live one.
+            for index in await drop_generations(client, self.settings, keep=live if live is not None else -1):
+                log.info("dropped search index %s (not live)", index)
+            targets = await create_generation(client, self.settings, generation)
+            runner = Projector(topic, decode_event, self.dead_letters)
+
+            def into(store: SearchStore) -> Callable[[list[LogEntry[RawRecord]]], Coroutine[Any, Any, int]]:
+                async def apply(batch: list[LogEntry[RawRecord]]) -> int:
+                    decoded = await runner.decode_batch([entry.value for entry in batch])
+                    return await runner.project(self.name, store, decoded.current)
+
+                return apply
+
+            # Nobody searches the new generation before the swap: refresh once, not per batch.
+            loading = SearchStore(client, targets, refresh=False)
+            live_store = SearchStore(client, alias_names(self.settings), aliases=True)
+            async with LogReader(self.settings, topic, batch_size=self.batch_size) as reader:
+                self.total = reader.total
+                self._tick("rebuild")
+                bulk = time.monotonic()
+                await self._fold(reader, raw_record, into(loading), "rebuild", None, None)
+                self._bulk_done(bulk)
+                positions = dict(reader.positions)
+                await reader.refresh_end_offsets()
+                await self._fold(reader, raw_record, into(loading), "catch-up", positions, None)
+                positions.update(reader.positions)
+                await loading.refresh_now()
+                await move_aliases(client, self.settings, generation)
+                label = generation_label(self.settings, generation)
+                previous = await self.registry.swap(SEARCH, label, generation)
+                await asyncio.sleep(self.settle_s)
+                await reader.refresh_end_offsets()
+                await self._fold(reader, raw_record, into(live_store), "final catch-up", positions, None)
+                positions.update(reader.positions)
+            await Positions(self.db).save(self.name, topic, positions)
+            await drop_generations(client, self.settings, keep=generation)
+        finally:
+            await client.close()
+        return self._report(label, generation, previous, {topic: positions})
 
     async def audit(self) -> RebuildReport:
         target, generation = await self._prepare()
@@ -740,7 +851,7 @@ class ProjectionStatus:
 
 
 async def projection_status(
-    settings: Settings, *, projections: Mapping[str, DocumentProjection] | None = None
+    settings: Settings, *, projections: Mapping[str, DocumentProjection] | None = None, search: bool | None = None
 ) -> list[ProjectionStatus]:
     """Each projection's live collection, position and lag behind the log's end offsets."""
     from infra.kafka.offsets import log_end_offsets
@@ -754,10 +865,13 @@ async def projection_status(
         registry = ProjectionRegistry(db)
         saved = Positions(db)
         out: list[ProjectionStatus] = []
-        for name in [*sorted(catalogue), AUDIT]:
+        with_search = search if search is not None else bool(settings.elasticsearch_url)
+        for name in [*sorted(catalogue), AUDIT, *([SEARCH] if with_search else [])]:
             entry = await registry.entry(name)
             coll = str(entry["collection"]) if entry else collection_for(name, 1)
             generation = int(entry["generation"]) if entry else 1
+            if name == SEARCH:
+                coll, documents = await _search_documents(settings, generation)
             topics = [events] if name != AUDIT else [events, *rejections]
             parts: list[PartitionStatus] = []
             for topic in topics:
@@ -768,8 +882,25 @@ async def projection_status(
                     positions = {p: max(positions.get(p, 0), reached.get(p, 0)) for p in ends.get(topic, {})}
                 for p, end in sorted(ends.get(topic, {}).items()):
                     parts.append(PartitionStatus(topic, p, positions.get(p, 0), end))
-            documents = await db[coll].estimated_document_count()
+            if name != SEARCH:
+                documents = await db[coll].estimated_document_count()
             out.append(ProjectionStatus(name, coll, generation, documents, parts, tuple(topics)))
         return out
+    finally:
+        await client.close()
+
+
+async def _search_documents(settings: Settings, generation: int) -> tuple[str, int]:
+    """The search generation's label and its documents (all three indexes; -1: the indexes are unreachable)."""
+    from infra.search_client import search_client
+    from infra.search_indexes import generation_label, index_names
+
+    client = search_client(settings)
+    try:
+        counted = await client.count(index=",".join(index_names(settings, generation).values()))
+        return generation_label(settings, generation), int(counted.body["count"])
+    except Exception as exc:  # status still shows the others; -1 says this one could not be counted
+        log.warning("search indexes not counted: %r", exc)
+        return generation_label(settings, generation), -1
     finally:
         await client.close()

@@ -29,9 +29,10 @@ from infra.settings import Settings
 from projections.base import Doc, DocumentProjection, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import Push, pushes_for
-from projections.runner import POISON, Item, Projector, next_offsets
+from projections.runner import POISON, Item, Projector, Store, next_offsets
 from projections.runner import DeadLetters as DeadLetters  # the Faust app and tests name them from here
 from projections.runner import Record as Record
+from projections.search import SEARCH
 
 log = logging.getLogger("parley.worker")
 T = TypeVar("T")
@@ -70,6 +71,8 @@ class ProjectionRuntime:
     # The catalogue's order matters: the last one is applied after the others (see events_batch).
     projections: Mapping[str, DocumentProjection] = field(default_factory=lambda: dict(DOCUMENT_PROJECTIONS))
     applied: AppliedVersions | None = None
+    # The search indexes (infra/search_store.py, through their aliases); None: no search projection.
+    search: Store | None = None
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
 
     async def _store(self, name: str) -> DocumentStore:
@@ -98,16 +101,19 @@ class ProjectionRuntime:
             pushed[event.event_id] = pushes_for(event, docs.get(_conversation_of(event)))
 
         # Independent stores are written concurrently; the last projection of the catalogue
-        # (conversations) only after the others, so its version vouches for all of them.
+        # (conversations) only after the others, so its version vouches for all of them (the
+        # search indexes included: a search keyed on conversation versions relies on it).
         names = list(self.projections)
         first, last = names[:-1], names[-1:]
         await asyncio.gather(
             *(runner.guarded(name, current, self._projector(name, None)) for name in first),
             runner.guarded("audit", stored, self._trail_appender(topic)),
+            *([runner.project(SEARCH, self.search, current)] if self.search is not None else []),
         )
         for name in last:
             await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
-        await _retry_transient(lambda: self.positions.save_all(tuple(self.projections), topic, next_offsets(records)))
+        applied_by = (*self.projections, *([SEARCH] if self.search is not None else []))
+        await _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records)))
         for _, event in current if log.isEnabledFor(logging.DEBUG) else ():
             log.debug(
                 "projected %s v%d",

@@ -143,6 +143,15 @@ class ReadModels:
             }
         )
 
+    async def conversation_versions(self, user_id: str) -> dict[str, int]:
+        """The conversations ``user_id`` is a participant of now, each with its stream version
+        (the search scope, and the search cache key: api/search.py)."""
+        conversations = await self._coll(CONVERSATIONS)
+        return {
+            str(doc["_id"]): int(doc.get("version") or 0)
+            async for doc in conversations.find({"participant_ids": user_id}, projection={"version": 1})
+        }
+
     # Messages ---------------------------------------------------------------------------
     async def history(self, conversation_id: str, before_seq: int | None, limit: int) -> HistoryPage:
         query: MongoDoc = {"conversation_id": conversation_id}

@@ -124,3 +124,48 @@ async def test_undecodable_and_poison_events_are_parked_and_the_rest_applied(env
     assert {"messages", "conversations"} <= set(reasons[3]), "each projection that cannot apply it parks it"
     assert 0 not in reasons and 1 not in reasons
     assert [m["body"] for m in await live(env, "messages")] == ["fine"]
+
+
+@dataclass
+class OrderedSearch:
+    """The real search store, noting what the conversations view held when each search write ended."""
+
+    store: Any
+    env: Env
+    conversations_seen: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    async def apply(self, events: Any, on_event: Any = None) -> Any:
+        folded = await self.store.apply(events, on_event)
+        self.conversations_seen.append(await live(self.env, "conversations"))
+        return folded
+
+
+async def test_search_is_applied_before_the_conversations_view_and_parks_poison_alike(env: Env) -> None:
+    from infra.search_client import search_client
+    from infra.search_index import ElasticsearchIndex
+    from infra.search_indexes import alias_names, ensure_search_indexes
+    from infra.search_store import SearchStore
+
+    settings = env.runtime.settings
+    es = search_client(settings)
+    try:
+        await ensure_search_indexes(es, settings)
+        search = OrderedSearch(SearchStore(es, alias_names(settings), aliases=True), env)
+        env.runtime.search = search
+        s = Scenario()
+        conv = s.create_group(A, [B], "ordered")
+        sent = s.on(conv, "message:send", B, body="indexed before the view moves")
+        good = s.log[-1]
+        poison = good.model_copy(
+            update={"event_id": str(uuid.uuid4()), "stream_version": 3, "payload": {"message_id": str(uuid.uuid4())}}
+        )
+        await env.runtime.events_batch([*records(s.log), *records([poison], start=len(s.log))])
+        assert search.conversations_seen[0] == [], "the conversations view is written after the search indexes"
+        (hit,) = await ElasticsearchIndex(es, alias_names(settings)).messages("indexed", [conv], 10)
+        assert hit["message_id"] == sent.outcome.data["message_id"]
+        assert any(offset == len(s.log) and reason.startswith("search:") for _, offset, reason in env.dead.parked)
+        positions = await Positions(env.db).load("search", settings.events_topic)
+        assert positions == {0: len(s.log) + 1}
+    finally:
+        await es.indices.delete(index=f"{settings.topic_prefix}-*", ignore_unavailable=True)
+        await es.close()

@@ -268,7 +268,7 @@ async def test_rebuild_bad_input_and_unavailable_servers(ops: OpsEnv, tmp_path: 
     unknown = ops.cli("projections", "rebuild", "nope")
     assert unknown.returncode == 2
     assert unknown.stderr == (
-        "parley projections rebuild: unknown projection 'nope' (valid: conversations, messages, users, audit)\n"
+        "parley projections rebuild: unknown projection 'nope' (valid: conversations, messages, users, audit, search)\n"
     )
     from infra.localstack.ports import free_port
 

@@ -1,0 +1,32 @@
+"""The in-memory search fakes hold the same contracts as the real adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from infra.search_cache import InMemorySearchCache
+from infra.search_index import InMemorySearchIndex
+from projections.search import IndexOp
+from tests.contracts.search_cache import SearchCacheContract
+from tests.contracts.search_index import SearchIndexContract, Write
+
+
+class TestInMemorySearchIndex(SearchIndexContract):
+    @pytest.fixture
+    def index(self) -> InMemorySearchIndex:
+        return InMemorySearchIndex()
+
+    @pytest.fixture
+    def write(self, index: InMemorySearchIndex) -> Write:
+        async def write(ops: Sequence[IndexOp]) -> None:
+            await index.write(ops)
+
+        return write
+
+
+class TestInMemorySearchCache(SearchCacheContract):
+    @pytest.fixture
+    def cache(self) -> InMemorySearchCache:
+        return InMemorySearchCache()
