@@ -30,6 +30,7 @@ from infra.rate_limit import RedisRateLimiter
 from infra.redis_client import redis_client
 from infra.search_client import search_client
 from infra.security.passwords import Passwords
+from infra.security.signatures import Ed25519Signatures
 from infra.security.tokens import TokenService
 from infra.settings import Settings
 
@@ -68,6 +69,7 @@ def gateway(settings: Settings) -> GatewayServices:
         applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
         rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
         send=SendCommand(bus, read_your_writes, settings.command_timeout_s, READ_YOUR_WRITES_BOUND_S),
+        signatures=Ed25519Signatures(),
     )
 
 
@@ -77,6 +79,7 @@ def worker(settings: Settings) -> faust.App:
     from infra.applied_versions import RedisAppliedVersions
     from infra.mongo.audit_trail import AuditTrail
     from infra.mongo.documents import Positions, ProjectionRegistry
+    from infra.mongo.partners import MongoConversationPartners
     from infra.push import RedisPusher
     from infra.redis_client import mark_worker_alive
     from infra.replies import RedisReplies
@@ -90,15 +93,17 @@ def worker(settings: Settings) -> faust.App:
     async def services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:
         db = mongo_db(mongo_client(settings), settings)
         redis = redis_client(settings)
+        registry = ProjectionRegistry(db)
         runtime = ProjectionRuntime(
             settings=settings,
-            registry=ProjectionRegistry(db),
+            registry=registry,
             positions=Positions(db),
             database=db,
             trail=AuditTrail(db),
             pusher=RedisPusher(settings, redis),
             dead_letters=dead_letters,
             applied=RedisAppliedVersions(settings, redis),
+            partners=MongoConversationPartners(db, registry),
         )
 
         async def heartbeat() -> None:
