@@ -303,8 +303,10 @@ def _bundle(state: KeysState, actor: str) -> Decision:
                 "one_time_prekey": one_time.model_dump() if one_time is not None else None,
             }
         )
-    events = [new_event(ev.PrekeysClaimed(user_id=state.user_id, claimed_by=actor, claims=claims))] if claims else []
-    return _decision(state, events, devices=devices)
+    if not claims:  # nothing taken, nothing appended: no version for an ack to wait on
+        return Decision([], {"devices": devices})
+    claimed = ev.PrekeysClaimed(user_id=state.user_id, claimed_by=actor, claims=claims)
+    return _decision(state, [new_event(claimed)], devices=devices)
 
 
 # -- evolve ----------------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ class KeysProjection:
             case ev.DeviceKeysPublished() as p:
                 before = devices.get(p.device_id)
                 kept = 0 if before is None or p.identity_changed else int(before["one_time_prekeys_available"])
+                highest = max(
+                    [-1 if before is None else int(before["highest_key_id"])] + [k.key_id for k in p.one_time_prekeys]
+                )
                 devices[p.device_id] = {
                     "device_id": p.device_id,
                     "identity_key": p.identity_key,
@@ -36,6 +39,7 @@ class KeysProjection:
                     "signed_prekey": p.signed_prekey.model_dump(),
                     "published_at": p.published_at,
                     "one_time_prekeys_available": kept + len(p.one_time_prekeys),
+                    "highest_key_id": highest,
                 }
             case ev.OneTimePrekeysAdded() as p:
                 if p.device_id not in devices:
@@ -44,6 +48,7 @@ class KeysProjection:
                 device["one_time_prekeys_available"] = int(device["one_time_prekeys_available"]) + len(
                     p.one_time_prekeys
                 )
+                device["highest_key_id"] = max([int(device["highest_key_id"])] + [k.key_id for k in p.one_time_prekeys])
             case ev.PrekeysClaimed() as p:
                 for claim in p.claims:
                     if claim.device_id in devices:

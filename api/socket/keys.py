@@ -69,7 +69,7 @@ def register(runner: EventRunner, commands: CommandHandlers, services: GatewaySe
     async def bundle(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:
         wanted = parse_command(FetchBundle, split_control_fields(raw).payload)
         await require_user(wanted.user_id, ctx.user_id)
-        data = await commands.execute(ctx, raw, bundle_keys, ())
+        data = await commands.execute(ctx, raw, bundle_keys, (), keys_shown)
         return {"devices": data.get("devices", [])}
 
     async def devices(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:

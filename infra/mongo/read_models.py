@@ -175,6 +175,7 @@ class ReadModels:
                 "identity_dh_key": devices[device_id].get("identity_dh_key"),
                 "published_at": devices[device_id].get("published_at"),
                 "one_time_prekeys_available": devices[device_id].get("one_time_prekeys_available"),
+                "highest_key_id": devices[device_id].get("highest_key_id"),
             }
             for device_id in sorted(devices)
         ]
