@@ -64,12 +64,15 @@ def register(runner: EventRunner, commands: CommandHandlers, services: GatewaySe
         keys = parse_command(PublishKeys, parts.payload)
         if not signed_prekey_is_valid(services.signatures, keys):
             raise AckError("invalid", "signed_prekey: the signature is not the identity key's signature of it")
-        return await commands.execute(ctx, raw, own_keys, (), keys_shown)
+        return await commands.execute(ctx, {**raw, "command_id": parts.command_id}, own_keys, (), keys_shown)
 
     async def bundle(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:
-        wanted = parse_command(FetchBundle, split_control_fields(raw).payload)
+        parts = split_control_fields(raw)
+        ctx.command_id = parts.command_id
+        wanted = parse_command(FetchBundle, parts.payload)
+        ctx.aggregate_id = keys_stream_id(wanted.user_id)
         await require_user(wanted.user_id, ctx.user_id)
-        data = await commands.execute(ctx, raw, bundle_keys, (), keys_shown)
+        data = await commands.execute(ctx, {**raw, "command_id": parts.command_id}, bundle_keys, (), keys_shown)
         return {"devices": data.get("devices", [])}
 
     async def devices(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:
