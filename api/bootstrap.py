@@ -36,6 +36,7 @@ from infra.search_client import search_client
 from infra.search_index import ElasticsearchIndex
 from infra.search_indexes import alias_names
 from infra.security.passwords import Passwords
+from infra.security.signatures import Ed25519Signatures
 from infra.security.tokens import TokenService
 from infra.settings import Settings
 from infra.worker_metrics import LagSample, WorkerMetrics
@@ -83,6 +84,7 @@ def gateway(settings: Settings) -> GatewayServices:
             memberships=read_models,
             namespace=f"{settings.topic_prefix}:search",
         ),
+        signatures=Ed25519Signatures(),
     )
 
 
@@ -98,6 +100,7 @@ def worker(settings: Settings) -> Worker:
     from infra.applied_versions import RedisAppliedVersions
     from infra.mongo.audit_trail import AuditTrail
     from infra.mongo.documents import Positions, ProjectionRegistry
+    from infra.mongo.partners import MongoConversationPartners
     from infra.push import RedisPusher
     from infra.rebuild import projection_status
     from infra.redis_client import mark_worker_alive
@@ -113,9 +116,10 @@ def worker(settings: Settings) -> Worker:
     async def services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:
         db = mongo_db(mongo_client(settings), settings)
         redis = redis_client(settings)
+        registry = ProjectionRegistry(db)
         runtime = ProjectionRuntime(
             settings=settings,
-            registry=ProjectionRegistry(db),
+            registry=registry,
             positions=Positions(db),
             database=db,
             trail=AuditTrail(db),
@@ -123,6 +127,7 @@ def worker(settings: Settings) -> Worker:
             dead_letters=dead_letters,
             applied=RedisAppliedVersions(settings, redis),
             search=SearchStore(search_client(settings), alias_names(settings), aliases=True),
+            partners=MongoConversationPartners(db, registry),
         )
 
         async def heartbeat() -> None:

@@ -13,6 +13,7 @@ from elasticsearch import AsyncElasticsearch
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from api.key_directory import SignatureVerifier
 from api.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
@@ -48,6 +49,7 @@ class GatewayServices:
     rate_limiter: RateLimiter
     send: SendCommand  # the "send a command" use case (over ``bus`` and ``read_your_writes``)
     search_queries: SearchQueries
+    signatures: SignatureVerifier  # checks a published signed prekey (keys:publish)
 
     @property
     def instance_id(self) -> str:

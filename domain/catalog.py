@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.errors import invalid
 
-AggregateKind = Literal["conversation", "username"]
+AggregateKind = Literal["conversation", "username", "keys"]
 ConversationKind = Literal["direct", "group"]
 Role = Literal["admin", "member"]
 
@@ -27,6 +27,16 @@ class EventPayload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     event_type: ClassVar[str]
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class PayloadPart(BaseModel):
+    """A value nested in an event payload (same strictness as the payloads)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 # -- conversation stream ---------------------------------------------------------------------------
@@ -100,7 +110,12 @@ class MessageSentV1(EventPayload):
 
 
 class MessageSent(EventPayload):
-    """Schema version 2: `text` became `body`, `format` and `conversation_id` were added."""
+    """Schema version 2: `text` became `body`, `format` and `conversation_id` were added.
+
+    An end-to-end encrypted message has `format: "e2e"`, `body: None` and its `ciphertext` (base64,
+    stored and delivered untouched, never indexed); a plain one has `format: "plain"`, its `body` and
+    no `ciphertext`. Both fields default so that every stored v2 event stays valid (no bump).
+    """
 
     event_type: ClassVar[str] = "MessageSent"
 
@@ -108,9 +123,10 @@ class MessageSent(EventPayload):
     message_id: str
     seq: int
     sender_id: str
-    body: str
-    format: Literal["plain"]
+    body: str | None
+    format: Literal["plain", "e2e"]
     sent_at: str
+    ciphertext: str | None = Field(default=None, exclude_if=_absent)  # absent from plain payloads
 
 
 class MessageEdited(EventPayload):
@@ -120,8 +136,9 @@ class MessageEdited(EventPayload):
     message_id: str
     seq: int
     sender_id: str
-    body: str
+    body: str | None  # None for an end-to-end encrypted message, edited with a new `ciphertext`
     edited_at: str
+    ciphertext: str | None = Field(default=None, exclude_if=_absent)  # absent from plain payloads
 
 
 class MessageDeleted(EventPayload):
@@ -170,6 +187,67 @@ class UserRegistered(EventPayload):
     password_hash: str
 
 
+# -- keys stream (the end-to-end encryption key directory) -----------------------------------------
+
+
+class PrekeyPayload(PayloadPart):
+    """A one-time X25519 prekey (public half, base64)."""
+
+    key_id: int
+    public_key: str
+
+
+class SignedPrekeyPayload(PayloadPart):
+    """The signed X25519 prekey and its identity key's Ed25519 signature (base64)."""
+
+    key_id: int
+    public_key: str
+    signature: str
+
+
+class PrekeyClaim(PayloadPart):
+    device_id: str
+    key_id: int
+
+
+class DeviceKeysPublished(EventPayload):
+    """A device's keys: a new device, a new identity (`identity_changed`: its available one-time
+    prekeys are replaced), or the same identity with a new signed prekey (they are added to)."""
+
+    event_type: ClassVar[str] = "DeviceKeysPublished"
+
+    user_id: str
+    device_id: str
+    identity_key: str  # Ed25519, the key that signs `signed_prekey`
+    identity_dh_key: str | None  # X25519 identity key for X3DH, when the client publishes one
+    signed_prekey: SignedPrekeyPayload
+    one_time_prekeys: list[PrekeyPayload]  # in key id order
+    identity_changed: bool
+    new_device: bool
+    published_at: str
+
+
+class OneTimePrekeysAdded(EventPayload):
+    event_type: ClassVar[str] = "OneTimePrekeysAdded"
+
+    user_id: str
+    device_id: str
+    one_time_prekeys: list[PrekeyPayload]  # in key id order
+
+
+class PrekeysClaimed(EventPayload):
+    """`claimed_by` fetched a bundle; each claimed one-time prekey is never handed out again."""
+
+    event_type: ClassVar[str] = "PrekeysClaimed"
+
+    user_id: str
+    claimed_by: str
+    claims: list[PrekeyClaim]
+
+
+KEYS_EVENTS = frozenset({"DeviceKeysPublished", "OneTimePrekeysAdded", "PrekeysClaimed"})
+
+
 # -- registry --------------------------------------------------------------------------------------
 
 
@@ -200,6 +278,9 @@ CATALOG: dict[str, EventSpec] = {
         _spec(ReactionChanged, "conversation"),
         _spec(ReadMarkerMoved, "conversation"),
         _spec(UserRegistered, "username"),
+        _spec(DeviceKeysPublished, "keys"),
+        _spec(OneTimePrekeysAdded, "keys"),
+        _spec(PrekeysClaimed, "keys"),
     )
 }
 

@@ -8,12 +8,14 @@ edit, delete and react need to know about one message arrives as a `MessageRef`,
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from domain import catalog as ev
 from domain.catalog import (
@@ -34,6 +36,7 @@ STREAM_PREFIX = "conversation:"
 MAX_PARTICIPANTS = 1000
 MAX_TITLE = 200
 MAX_BODY = 10_000
+MAX_CIPHERTEXT = 64 * 1024  # bytes, decoded
 MAX_EMOJI = 32
 MAX_REACTION_KINDS = 100  # distinct emojis on one message: keeps a MessageRef bounded
 
@@ -73,6 +76,19 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _ciphertext(value: str) -> str:
+    """Standard base64 (padding required) of 1..MAX_CIPHERTEXT bytes; kept as sent."""
+    if len(value) > 4 * ((MAX_CIPHERTEXT + 2) // 3):
+        raise ValueError(f"must be at most {MAX_CIPHERTEXT} bytes once decoded")
+    try:
+        decoded = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError("must be standard base64") from None
+    if not 1 <= len(decoded) <= MAX_CIPHERTEXT:
+        raise ValueError(f"must be 1..{MAX_CIPHERTEXT} bytes once decoded")
+    return value
+
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE)]
 Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY), AfterValidator(_not_blank)]
@@ -85,6 +101,8 @@ def _emoji_only(value: str) -> str:
 
 
 Emoji = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EMOJI), AfterValidator(_emoji_only)]
+
+Ciphertext = Annotated[str, AfterValidator(_ciphertext)]
 
 
 class CreateConversation(CommandPayload):
@@ -113,13 +131,25 @@ class RenameConversation(InConversation):
     title: Title
 
 
-class SendMessage(InConversation):
-    body: Body
+class WithContent(InConversation):
+    """Exactly one of `body` (plain text) and `ciphertext` (an end-to-end encrypted message, base64)."""
+
+    body: Body | None = None
+    ciphertext: Ciphertext | None = None
+
+    @model_validator(mode="after")
+    def _one_content(self) -> WithContent:
+        if (self.body is None) == (self.ciphertext is None):
+            raise ValueError("exactly one of body and ciphertext is required")
+        return self
 
 
-class EditMessage(InConversation):
+class SendMessage(WithContent):
+    pass
+
+
+class EditMessage(WithContent):
     message_id: Id
-    body: Body
 
 
 class DeleteMessage(InConversation):
@@ -210,6 +240,7 @@ class MessageRef(BaseModel):
     seq: int
     deleted: bool = False
     reactions: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # emoji -> sorted user ids
+    e2e: bool = False  # end-to-end encrypted: edited with a ciphertext only
 
 
 def initial_state(stream_id: str) -> ConversationState:
@@ -391,8 +422,9 @@ def _send(state: ConversationState, command: CommandEnvelope, p: SendMessage, ac
         seq=seq,
         sender_id=actor,
         body=p.body,
-        format="plain",
+        format="plain" if p.ciphertext is None else "e2e",
         sent_at=iso(command.issued_at),
+        ciphertext=p.ciphertext,
     )
     return _decision(state, [new_event(sent)], message_id=sent.message_id, seq=seq, sent_at=sent.sent_at)
 
@@ -411,6 +443,12 @@ def _edit(
         raise forbidden("only the sender can edit a message")
     if ref.deleted:
         raise conflict("message was deleted")
+    if ref.e2e != (p.ciphertext is not None):
+        raise invalid(
+            "an end-to-end encrypted message is edited with a ciphertext"
+            if ref.e2e
+            else "a plain message is edited with a body"
+        )
     edited = ev.MessageEdited(
         conversation_id=state.conversation_id,
         message_id=ref.message_id,
@@ -418,6 +456,7 @@ def _edit(
         sender_id=ref.sender_id,
         body=p.body,
         edited_at=iso(command.issued_at),
+        ciphertext=p.ciphertext,
     )
     return _decision(state, [new_event(edited)])
 
@@ -545,6 +584,7 @@ def evolve_message(ref: MessageRef | None, event: EventEnvelope) -> MessageRef |
             message_id=payload.message_id,
             sender_id=payload.sender_id,
             seq=payload.seq,
+            e2e=payload.format == "e2e",
         )
     if ref is None:
         return None

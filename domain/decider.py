@@ -1,18 +1,19 @@
 """One entry point for the command handler: route a command, state or event to its aggregate by
-stream id (`conversation:<uuid>`, `username:<normalised>`)."""
+stream id (`conversation:<uuid>`, `username:<normalised>`, `keys:<user_id>`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
-from domain import conversation, users
+from domain import conversation, keys, users
 from domain.catalog import AggregateKind, Decision, NewEvent
 from domain.conversation import ConversationState, MessageRef
 from domain.envelope import CommandEnvelope, EventEnvelope, event_id_for
 from domain.errors import invalid
+from domain.keys import KeysState
 from domain.names import USERNAME_STREAM_PREFIX
 from domain.users import UsernameState
 
@@ -36,22 +37,29 @@ __all__ = [
     "state_to_dict",
 ]
 
-AggregateState = ConversationState | UsernameState
+AggregateState = ConversationState | UsernameState | KeysState
 
-COMMAND_PAYLOADS: dict[str, type[BaseModel]] = {**conversation.COMMAND_MODELS, **users.COMMAND_MODELS}
+COMMAND_PAYLOADS: dict[str, type[BaseModel]] = {
+    **conversation.COMMAND_MODELS,
+    **users.COMMAND_MODELS,
+    **keys.COMMAND_MODELS,
+}
 
 _COMMAND_KINDS: dict[str, AggregateKind] = {
     **{name: "conversation" for name in conversation.COMMAND_MODELS},
     **{name: "username" for name in users.COMMAND_MODELS},
+    **{name: "keys" for name in keys.COMMAND_MODELS},
 }
 
 
-def aggregate_kind(stream_id: str) -> Literal["conversation", "username"]:
+def aggregate_kind(stream_id: str) -> AggregateKind:
     """The aggregate a stream id belongs to; ValueError for any other prefix."""
     if stream_id.startswith(conversation.STREAM_PREFIX):
         return "conversation"
     if stream_id.startswith(USERNAME_STREAM_PREFIX):
         return "username"
+    if stream_id.startswith(keys.STREAM_PREFIX):
+        return "keys"
     raise ValueError(f"unknown stream id {stream_id!r}")
 
 
@@ -62,8 +70,11 @@ def command_aggregate_kind(command_type: str) -> AggregateKind | None:
 
 def initial_state(stream_id: str) -> AggregateState:
     """The state of an aggregate with no events yet (version 0)."""
-    if aggregate_kind(stream_id) == "conversation":
+    kind = aggregate_kind(stream_id)
+    if kind == "conversation":
         return conversation.initial_state(stream_id)
+    if kind == "keys":
+        return keys.initial_state(stream_id)
     return users.initial_state(stream_id)
 
 
@@ -79,6 +90,8 @@ def decide(state: AggregateState, command: CommandEnvelope, message: MessageRef 
         raise invalid(f"command {command.type[:64]!r} is not handled by a {state.aggregate} stream")
     if isinstance(state, ConversationState):
         return conversation.decide(state, command, message)
+    if isinstance(state, KeysState):
+        return keys.decide(state, command)
     return users.decide(state, command)
 
 
@@ -86,6 +99,8 @@ def evolve(state: AggregateState, event: EventEnvelope) -> AggregateState:
     """`state` after `event`, upcasting it first; redeliveries change nothing."""
     if isinstance(state, ConversationState):
         return conversation.evolve(state, event)
+    if isinstance(state, KeysState):
+        return keys.evolve(state, event)
     return users.evolve(state, event)
 
 
@@ -126,6 +141,8 @@ def state_to_dict(state: AggregateState) -> dict[str, Any]:
 def state_from_dict(data: dict[str, Any]) -> AggregateState:
     if data.get("aggregate") == "username":
         return UsernameState.model_validate(data)
+    if data.get("aggregate") == "keys":
+        return KeysState.model_validate(data)
     return ConversationState.model_validate(data)
 
 

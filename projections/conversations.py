@@ -77,6 +77,7 @@ class ConversationsProjection:
                     "seq": p["seq"],
                     "sender_id": p["sender_id"],
                     "body": p["body"],
+                    "ciphertext": p.get("ciphertext"),
                     "sent_at": p["sent_at"],
                     "deleted": False,
                 },
@@ -87,9 +88,9 @@ class ConversationsProjection:
             last = doc.get("last_message")
             if last is not None and last["message_id"] == p["message_id"]:
                 if event.type == "MessageEdited":
-                    new["last_message"] = {**last, "body": p["body"]}
+                    new["last_message"] = {**last, "body": p["body"], "ciphertext": p.get("ciphertext")}
                 else:
-                    new["last_message"] = {**last, "body": None, "deleted": True}
+                    new["last_message"] = {**last, "body": None, "ciphertext": None, "deleted": True}
         elif event.type == "ReadMarkerMoved":
             markers = dict(doc["read_markers"])
             markers[p["user_id"]] = max(int(markers.get(p["user_id"], 0)), int(p["seq"]))

@@ -1,6 +1,7 @@
 """The messages read model: one document per message, behind `message:history`.
 
-A deleted message keeps its place (its seq) with ``deleted: true`` and no body.
+A deleted message keeps its place (its seq) with ``deleted: true`` and no body. An end-to-end
+encrypted message has ``format: "e2e"``, ``body: None`` and its ``ciphertext`` as sent.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class MessagesProjection:
                 "seq": p["seq"],
                 "sender_id": p["sender_id"],
                 "body": p["body"],
+                "ciphertext": p.get("ciphertext"),
                 "format": p.get("format", "plain"),
                 "sent_at": p["sent_at"],
                 "edited_at": None,
@@ -43,9 +45,9 @@ class MessagesProjection:
         if event.type == "MessageEdited":
             if doc["deleted"]:
                 return doc
-            return {**doc, "body": p["body"], "edited_at": p["edited_at"]}
+            return {**doc, "body": p["body"], "ciphertext": p.get("ciphertext"), "edited_at": p["edited_at"]}
         if event.type == "MessageDeleted":
-            return {**doc, "body": None, "deleted": True, "reactions": {}}
+            return {**doc, "body": None, "ciphertext": None, "deleted": True, "reactions": {}}
         if event.type == "ReactionChanged":
             reactions = {k: list(v) for k, v in doc["reactions"].items()}
             users = set(reactions.get(p["emoji"], []))

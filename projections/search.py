@@ -97,6 +97,7 @@ class SearchProjection:
                     "conversation_id": p.conversation_id,
                     "seq": p.seq,
                     "sender_id": p.sender_id,
+                    # None for an end-to-end encrypted message: its ciphertext is never indexed.
                     "body": p.body,
                     "sent_at": p.sent_at,
                     "deleted": False,

@@ -22,13 +22,14 @@ from typing import Any, Protocol, TypeVar
 
 from domain.conversation import conversation_in
 from domain.envelope import EventEnvelope, Rejection
+from domain.keys import keys_user_in
 from infra.kafka.codec import decode_event, decode_rejection
 from infra.logging import correlation_id_var, message_type_var
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, refusals
 from infra.settings import Settings
 from projections.base import Doc, DocumentProjection, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
-from projections.pushes import Push, pushes_for
+from projections.pushes import Push, keys_pushes, pushes_for
 from projections.runner import POISON, Item, Projector, Store, next_offsets
 from projections.runner import DeadLetters as DeadLetters  # the Faust app and tests name them from here
 from projections.runner import Record as Record
@@ -53,6 +54,13 @@ class AppliedVersions(Protocol):
     async def publish(self, versions: Mapping[str, int]) -> None: ...
 
 
+class ConversationPartners(Protocol):
+    """Everyone who shares a conversation with a user, from the conversations read model
+    (``infra.mongo.partners.MongoConversationPartners``): who gets a user's ``keys:changed``."""
+
+    async def of(self, user_id: str) -> set[str]: ...
+
+
 class Trail(Protocol):
     async def append(self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]) -> int: ...
 
@@ -73,6 +81,7 @@ class ProjectionRuntime:
     applied: AppliedVersions | None = None
     # The search indexes (infra/search_store.py, through their aliases); None: no search projection.
     search: Store | None = None
+    partners: ConversationPartners | None = None  # default: the conversations read model of ``database``
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
 
     async def _store(self, name: str) -> DocumentStore:
@@ -127,6 +136,7 @@ class ProjectionRuntime:
                 },
             )
         await self._announce([event for _, event in current])
+        await self._key_pushes([event for _, event in current], pushed)
         await self._push([event for _, event in current], pushed)
 
     async def _announce(self, events: Sequence[EventEnvelope]) -> None:
@@ -169,6 +179,31 @@ class ProjectionRuntime:
                 return await self.trail.append(topic, [(r.partition, r.offset, event) for r, event in items])
 
         return append
+
+    async def _key_pushes(self, events: Sequence[EventEnvelope], pushed: dict[str, list[Push]]) -> None:
+        """``keys:changed`` of the batch's key directory events, addressed to the user's conversation
+        partners as the conversations view shows them now. Computed for every delivery of the event,
+        so a redelivery pushes again (at-least-once, like the other pushes)."""
+        if self.partners is None:
+            from infra.mongo.partners import MongoConversationPartners
+
+            self.partners = MongoConversationPartners(self.database, self.registry)
+        partners = self.partners
+        for event in events:
+            user_id = keys_user_in(event.stream_id)
+            if user_id is None:
+                continue
+            try:
+                if not keys_pushes(event, ()):
+                    continue
+            except POISON:  # an event the views could not apply either (parked): nothing to push
+                continue
+            try:
+                others = await _retry_transient(partial(partners.of, user_id), attempts=PUSH_ATTEMPTS)
+            except Exception:  # a notification only: clients also learn of new keys from keys:devices
+                log.error("partners of %s unavailable: keys:changed of %s dropped", user_id, event.event_id)
+                continue
+            pushed[event.event_id] = keys_pushes(event, others)
 
     async def _push(self, events: Sequence[EventEnvelope], pushed: dict[str, list[Push]]) -> None:
         """At-least-once pushes: events this batch applied push from the view of that moment; events

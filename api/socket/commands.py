@@ -113,16 +113,23 @@ class CommandHandlers:
         event: str,
         aggregate_of: AggregateOf = conversation_aggregate,
         user_fields: tuple[str, ...] = (),
+        visible: Visible | None = None,
     ) -> None:
-        """``user_fields``: payload fields listing user ids that must all be registered users."""
+        """``user_fields``: payload fields listing user ids that must all be registered users.
+        ``visible``: how the read models show an outcome of a stream that is not a conversation."""
 
         async def handle(ctx: EventContext, raw: dict[str, Any]) -> dict[str, Any]:
-            return await self.execute(ctx, raw, aggregate_of, user_fields)
+            return await self.execute(ctx, raw, aggregate_of, user_fields, visible)
 
         self._runner.on(event, handle, kind="command")
 
     async def execute(
-        self, ctx: EventContext, raw: dict[str, Any], aggregate_of: AggregateOf, user_fields: tuple[str, ...]
+        self,
+        ctx: EventContext,
+        raw: dict[str, Any],
+        aggregate_of: AggregateOf,
+        user_fields: tuple[str, ...],
+        visible: Visible | None = None,
     ) -> dict[str, Any]:
         services = self._services
         settings = services.settings
@@ -146,7 +153,8 @@ class CommandHandlers:
             command_id=parts.command_id,
             expected_version=parts.expected_version,
         )
-        visible = self._conversation_shows if conversation_in(ctx.aggregate_id) else None
+        if conversation_in(ctx.aggregate_id):
+            visible = self._conversation_shows
         try:
             return await services.send(command, visible)
         except CommandRefused as refused:

@@ -22,6 +22,7 @@ from infra.mongo.documents import ProjectionRegistry
 USERS = "users"
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
+KEYS = "keys"
 
 _HIDDEN = frozenset({"_id", "_sv", "_stream", "password_hash"})
 # last_activity_at is the cursor a client passes back as `before` for the next page.
@@ -34,7 +35,17 @@ CONVERSATION_FIELDS = (
     "last_activity_at",
     "version",
 )
-MESSAGE_FIELDS = ("message_id", "seq", "sender_id", "body", "sent_at", "edited_at", "deleted", "reactions")
+MESSAGE_FIELDS = (
+    "message_id",
+    "seq",
+    "sender_id",
+    "body",
+    "ciphertext",
+    "sent_at",
+    "edited_at",
+    "deleted",
+    "reactions",
+)
 
 
 def public(doc: MongoDoc) -> MongoDoc:
@@ -160,6 +171,29 @@ class ReadModels:
         docs = await (await self._coll(MESSAGES)).find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
         page = [{f: doc.get(f) for f in MESSAGE_FIELDS} for doc in docs[:limit]]
         return HistoryPage(messages=page, has_more=len(docs) > limit)
+
+    # Key directory ----------------------------------------------------------------------
+    async def key_devices(self, user_id: str) -> list[MongoDoc]:
+        """The user's devices (in device id order): public identity keys and when they were published."""
+        doc = await (await self._coll(KEYS)).find_one({"_id": user_id})
+        devices = (doc or {}).get("devices") or {}
+        return [
+            {
+                "device_id": device_id,
+                "identity_key": devices[device_id].get("identity_key"),
+                "identity_dh_key": devices[device_id].get("identity_dh_key"),
+                "published_at": devices[device_id].get("published_at"),
+                "one_time_prekeys_available": devices[device_id].get("one_time_prekeys_available"),
+                "highest_key_id": devices[device_id].get("highest_key_id"),
+            }
+            for device_id in sorted(devices)
+        ]
+
+    async def keys_caught_up(self, user_id: str, version: int) -> bool:
+        doc = await (await self._coll(KEYS)).find_one(
+            {"_id": user_id, "version": {"$gte": version}}, projection={"_id": 1}
+        )
+        return doc is not None
 
     # Read-your-writes -------------------------------------------------------------------
     async def conversation_caught_up(self, conversation_id: str, version: int) -> bool:

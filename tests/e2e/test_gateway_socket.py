@@ -85,6 +85,7 @@ async def test_direct_conversation_message_flow(users: Users) -> None:
         "seq": 1,
         "sender_id": a.user_id,
         "body": "hello b",
+        "ciphertext": None,
         "sent_at": sent["sent_at"],
         "edited_at": None,
         "deleted": False,

@@ -125,11 +125,13 @@ async def test_history_pages_newest_first(db: AsyncDatabase[dict[str, Any]]) -> 
         "seq",
         "sender_id",
         "body",
+        "ciphertext",
         "sent_at",
         "edited_at",
         "deleted",
         "reactions",
     }
+    assert first.messages[0]["ciphertext"] is None  # a document written before ciphertext existed
     rest = await rm.history("c1", before_seq=5, limit=10)
     assert [m["seq"] for m in rest.messages] == [4, 3, 2, 1] and not rest.has_more
     exact = await rm.history("c1", before_seq=4, limit=3)
@@ -180,3 +182,43 @@ async def test_list_pages_through_equal_activity_times_with_the_cursor(db: Async
         time, _, last_id = page[-1]["cursor"].partition("|")
         before = (time, last_id)
     assert sorted(seen) == ids and len(seen) == len(set(seen)), "every conversation exactly once"
+
+
+async def test_conversation_partners_are_the_current_participants_of_the_users_conversations(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    from infra.mongo.partners import MongoConversationPartners
+
+    conversations = await live(db, "conversations")
+    await conversations.insert_many(
+        [
+            conversation("c1", [ME, YOU], "2026-01-01T00:00:01.000Z", 0),
+            conversation("c2", [ME, "user-x", "user-y"], "2026-01-01T00:00:02.000Z", 0),
+            conversation("c3", [YOU, THEM], "2026-01-01T00:00:03.000Z", 0),
+        ]
+    )
+    partners = MongoConversationPartners(db, ProjectionRegistry(db))
+    assert await partners.of(ME) == {ME, YOU, "user-x", "user-y"}
+    assert await partners.of(THEM) == {YOU, THEM}
+    assert await partners.of("user-alone") == set()
+
+
+async def test_key_devices_and_keys_caught_up(db: AsyncDatabase[dict[str, Any]]) -> None:
+    keys = await live(db, "keys")
+    device = {
+        "device_id": "phone",
+        "identity_key": "IK",
+        "identity_dh_key": None,
+        "signed_prekey": {"key_id": 1, "public_key": "SPK", "signature": "SIG"},
+        "published_at": "2026-01-01T00:00:00.000Z",
+        "one_time_prekeys_available": 4,
+        "highest_key_id": 9,
+    }
+    doc = {"_id": ME, "_sv": 3, "_stream": f"keys:{ME}", "user_id": ME, "version": 3}
+    await keys.insert_one({**doc, "devices": {"phone": device, "laptop": {**device, "device_id": "laptop"}}})
+    models = ReadModels(db)
+    found = await models.key_devices(ME)
+    assert [d["device_id"] for d in found] == ["laptop", "phone"]
+    assert found[1] == {k: v for k, v in device.items() if k != "signed_prekey"}
+    assert await models.key_devices(YOU) == []
+    assert await models.keys_caught_up(ME, 3) and not await models.keys_caught_up(ME, 4)

@@ -41,6 +41,8 @@ async def test_live_and_rebuild_park_the_same_records_and_build_the_same_views(o
     log.events[log.events.index(future)] = unreadable
     for n in range(60, 80):
         log.message(conversations[n % 3], users[n % 3], f"fine {n}")
+    log.publish_keys(users[0], "phone", 1, 2)
+    log.claim(users[0], users[1], [("phone", 1)])
     half = len(log.events) // 2
     await ops.produce(log.events[:half])
     producer = AIOKafkaProducer(bootstrap_servers=ops.settings.kafka_bootstrap)

@@ -13,8 +13,11 @@ from pydantic import ValidationError
 from domain import decider
 from domain.conversation import conversation_id_of, conversation_stream_id
 from domain.errors import DomainError
+from domain.keys import keys_stream_id
 from domain.names import username_stream_id
 from tests.unit.domain.harness import Stream, command
+from tests.unit.domain.test_keys import key as public_key
+from tests.unit.domain.test_keys import prekeys, publish_payload
 
 ALICE, BOB, CAROL = "user-alice", "user-bob", "user-carol"
 GROUP = conversation_stream_id("00000000-0000-4000-8000-0000000000b2")
@@ -34,6 +37,8 @@ def prepared() -> tuple[Stream, str]:
 
 
 STREAM, MESSAGE_ID = prepared()
+KEYS = Stream(keys_stream_id(ALICE))
+assert KEYS.run(command("keys:publish", ALICE, KEYS.stream_id, publish_payload(count=3))).ok
 
 VALID: dict[str, dict[str, Any]] = {
     "conversation:create": {"kind": "group", "participant_ids": [BOB], "title": "Other"},
@@ -47,6 +52,9 @@ VALID: dict[str, dict[str, Any]] = {
     "message:react": {"conversation_id": CID, "message_id": MESSAGE_ID, "emoji": "🎉", "on": True},
     "message:read": {"conversation_id": CID, "seq": 1},
     "user:register": {"user_id": "user-new", "username": "newbie", "password_hash": "h"},
+    "keys:publish": {**publish_payload(device="laptop", identity=2, count=2), "identity_dh_key": public_key(3)},
+    "keys:replenish": {"device_id": "phone", "one_time_prekeys": prekeys(10, 2)},
+    "keys:bundle": {"user_id": ALICE},
 }
 
 scalars = st.one_of(
@@ -80,6 +88,8 @@ def payloads(draw: st.DrawFn, command_type: str) -> dict[str, Any]:
 
 
 def stream_for(command_type: str) -> Stream:
+    if command_type.startswith("keys:"):
+        return KEYS
     return Stream(username_stream_id("newbie")) if command_type == "user:register" else STREAM
 
 

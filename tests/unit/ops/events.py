@@ -6,6 +6,7 @@ projections read), envelopes carry deterministic ids and times from a seed.
 
 from __future__ import annotations
 
+import base64
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -14,12 +15,18 @@ from typing import Any
 
 from domain.catalog import (
     ConversationCreated,
+    DeviceKeysPublished,
     EventPayload,
     MessageDeleted,
     MessageEdited,
     MessageSent,
     MessageSentV1,
+    OneTimePrekeysAdded,
+    PrekeyClaim,
+    PrekeyPayload,
+    PrekeysClaimed,
     ReactionChanged,
+    SignedPrekeyPayload,
     UserRegistered,
 )
 from domain.envelope import EventEnvelope, Rejection, event_id_for, iso
@@ -47,6 +54,7 @@ class LogBuilder:
         self.versions: dict[str, int] = {}
         self.seqs: dict[str, int] = {}
         self.messages: dict[str, list[tuple[str, str]]] = {}  # conversation -> [(message_id, sender)]
+        self.devices: set[tuple[str, str]] = set()  # (keys stream, device id)
 
     def tick(self) -> datetime:
         self.now += self.step
@@ -177,6 +185,46 @@ class LogBuilder:
             user,
         )
 
+    def _public_key(self) -> str:
+        return base64.b64encode(self.rng.randbytes(32)).decode()
+
+    def publish_keys(
+        self, user: str, device: str, first_key_id: int, count: int, identity_changed: bool = False
+    ) -> None:
+        """A device's keys (``keys:<user>``); a device published before is a new signed prekey or identity."""
+        stream = f"keys:{user}"
+        new_device = (stream, device) not in self.devices
+        self.devices.add((stream, device))
+        keys = [
+            PrekeyPayload(key_id=i, public_key=self._public_key()) for i in range(first_key_id, first_key_id + count)
+        ]
+        published = DeviceKeysPublished(
+            user_id=user,
+            device_id=device,
+            identity_key=self._public_key(),
+            identity_dh_key=self._public_key(),
+            signed_prekey=SignedPrekeyPayload(
+                key_id=1, public_key=self._public_key(), signature=base64.b64encode(self.rng.randbytes(64)).decode()
+            ),
+            one_time_prekeys=keys,
+            identity_changed=identity_changed and not new_device,
+            new_device=new_device,
+            published_at=iso(self.now),
+        )
+        self.emit(stream, published, user)
+
+    def replenish(self, user: str, device: str, first_key_id: int, count: int) -> None:
+        keys = [
+            PrekeyPayload(key_id=i, public_key=self._public_key()) for i in range(first_key_id, first_key_id + count)
+        ]
+        self.emit(f"keys:{user}", OneTimePrekeysAdded(user_id=user, device_id=device, one_time_prekeys=keys), user)
+
+    def claim(self, user: str, by: str, claims: list[tuple[str, int]]) -> None:
+        payload = PrekeysClaimed(
+            user_id=user, claimed_by=by, claims=[PrekeyClaim(device_id=d, key_id=k) for d, k in claims]
+        )
+        self.emit(f"keys:{user}", payload, by)
+
     def rejection(self, actor: str, command_type: str, code: str, aggregate_id: str | None = None) -> Rejection:
         rejection = Rejection(
             rejection_id=_uuid(self.rng),
@@ -198,7 +246,7 @@ def chat_log(
     seed: int = 1, users: int = 4, conversations: int = 3, messages: int = 30, *, v1_every: int = 0
 ) -> LogBuilder:
     """A small but varied log: registrations, conversations, messages, edits, deletes, reactions,
-    rejections. ``v1_every``: every n-th message is stored at schema version 1."""
+    rejections, key directories. ``v1_every``: every n-th message is stored at schema version 1."""
     log = LogBuilder(seed=seed)
     names = [f"user{i}" for i in range(users)]
     ids = [log.user(name) for name in names]
@@ -223,6 +271,13 @@ def chat_log(
             log.delete(conv, rng.randrange(len(log.messages[conv])))
         if n % 9 == 4:
             log.rejection(sender, "message:send", "forbidden", f"conversation:{conv}")
+    for i, user in enumerate(ids[:2]):
+        log.publish_keys(user, "phone", 1, 3)
+        log.claim(user, ids[(i + 1) % users], [("phone", 1)])
+        log.replenish(user, "phone", 4, 2)
+        log.publish_keys(user, "laptop", 1, 1)
+        log.claim(user, ids[(i + 2) % users], [("laptop", 1), ("phone", 2)])
+        log.publish_keys(user, "phone", 10, 2, identity_changed=True)
     return log
 
 

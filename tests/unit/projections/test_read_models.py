@@ -10,11 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.envelope import EventEnvelope
+from domain.keys import keys_stream_id
 from domain.upcasting import upcast
 from projections.base import Doc, fold, ids_touched
 from projections.catalog import DOCUMENT_PROJECTIONS
-from projections.pushes import pushes_for
+from projections.pushes import keys_pushes, pushes_for
 from tests.unit.app.scenario import USERS, Scenario
+from tests.unit.domain.test_keys import key, prekeys, publish_payload
 
 A, B, C, D = USERS
 
@@ -48,13 +50,20 @@ def incremental(deliveries: list[EventEnvelope], batch: int) -> Views:
 OPS = st.lists(
     st.tuples(
         st.sampled_from(
-            ["send", "send", "send", "edit", "delete", "react", "read", "add", "remove", "leave", "rename"]
+            [
+                *("send", "send", "send", "send_e2e", "edit", "delete", "react", "read"),
+                *("add", "remove", "leave", "rename", "publish_keys", "replenish", "bundle"),
+            ]
         ),
         st.sampled_from(USERS),
         st.integers(min_value=0, max_value=30),
     ),
     max_size=40,
 )
+
+
+def keys_command(s: Scenario, ctype: str, actor: str, owner: str, payload: dict[str, Any]) -> None:
+    s.run(s.command(ctype, keys_stream_id(owner), actor, payload))
 
 
 def build_log(ops: list[tuple[str, str, int]]) -> list[EventEnvelope]:
@@ -70,11 +79,24 @@ def build_log(ops: list[tuple[str, str, int]]) -> list[EventEnvelope]:
             r = s.on(conv, "message:send", actor, body=f"hello {n}")
             if r.outcome.ok:
                 sent.append(r.outcome.data["message_id"])
+        elif op == "send_e2e":
+            r = s.on(conv, "message:send", actor, ciphertext=key(n))
+            if r.outcome.ok:
+                sent.append(r.outcome.data["message_id"])
+        elif op == "publish_keys":  # device n % 2, identity n % 3, fresh ids from 100 * n (some refused)
+            payload = publish_payload(device=f"d{n % 2}", identity=n % 3, first=100 * n, count=n % 4)
+            keys_command(s, "keys:publish", actor, actor, payload)
+        elif op == "replenish":
+            payload = {"device_id": f"d{n % 2}", "one_time_prekeys": prekeys(100 * n + 50, 1 + n % 3)}
+            keys_command(s, "keys:replenish", actor, actor, payload)
+        elif op == "bundle":
+            keys_command(s, "keys:bundle", actor, USERS[n % 4], {"user_id": USERS[n % 4]})
         elif op in ("edit", "delete", "react") and sent:
             mid = sent[n % len(sent)]
             for c in (group, direct):
                 if op == "edit":
                     s.on(c, "message:edit", actor, message_id=mid, body=f"edited {n}")
+                    s.on(c, "message:edit", actor, message_id=mid, ciphertext=key(n + 1))
                 elif op == "delete":
                     s.on(c, "message:delete", actor, message_id=mid)
                 else:
@@ -165,3 +187,37 @@ def test_old_v1_log_replays_into_todays_read_models() -> None:
         assert m["format"] == "plain"
         assert (m["body"] is None) if m["deleted"] else isinstance(m["body"], str)
     assert any(not m["deleted"] for m in messages)
+
+
+def test_keys_view_and_e2e_messages() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    keys_command(s, "keys:publish", A, A, publish_payload(count=3))
+    keys_command(s, "keys:bundle", B, A, {"user_id": A})
+    keys_command(s, "keys:replenish", A, A, {"device_id": "phone", "one_time_prekeys": prekeys(4, 2)})
+    sent = s.on(conv, "message:send", A, ciphertext=key(42))
+    views = clean_fold(s.log)
+    view = views["keys"][A]
+    assert view is not None and view["version"] == 3
+    phone = view["devices"]["phone"]
+    assert (phone["identity_key"], phone["one_time_prekeys_available"]) == (key(1), 4)
+    message = views["messages"][sent.outcome.data["message_id"]]
+    assert message is not None
+    assert (message["body"], message["ciphertext"], message["format"]) == (None, key(42), "e2e")
+    conversation = views["conversations"][conv]
+    assert conversation is not None and conversation["last_message"]["ciphertext"] == key(42)
+    (push,) = pushes_for(sent.events[0], conversation)
+    assert (push.data["body"], push.data["ciphertext"]) == (None, key(42))
+
+
+def test_keys_changed_goes_to_partners_and_the_user_on_a_new_device_or_identity() -> None:
+    s = Scenario()
+    first = s.run(s.command("keys:publish", keys_stream_id(A), A, publish_payload(count=1)))
+    (push,) = keys_pushes(first.events[0], {A, B, C})
+    assert push.event == "keys:changed" and push.user_ids == (A, B, C)
+    assert (push.data["user_id"], push.data["device_id"], push.data["new_device"]) == (A, "phone", True)
+    same = s.run(s.command("keys:publish", keys_stream_id(A), A, publish_payload(first=5, count=1)))
+    assert keys_pushes(same.events[0], {A, B}) == []  # same identity: a new signed prekey only
+    changed = s.run(s.command("keys:publish", keys_stream_id(A), A, publish_payload(identity=9, first=9)))
+    (again,) = keys_pushes(changed.events[0], set())  # in no conversation: the user's own sockets
+    assert again.user_ids == (A,) and again.data["identity_changed"] is True

@@ -138,3 +138,17 @@ def test_events_the_indexes_do_not_hold_change_nothing() -> None:
     s.on(group, "message:react", B, message_id=sent.outcome.data["message_id"], emoji="👍", on=True)
     s.on(group, "message:read", B, seq=1)
     assert in_order_once(s.log) == before
+
+
+def test_an_end_to_end_encrypted_message_is_indexed_without_text() -> None:
+    s = Scenario()
+    group = s.create_group(A, [B], "t")
+    sealed = "c2VhbGVkIGJ5IHRoZSBjbGllbnQ="  # base64: the server never reads it
+    sent = s.on(group, "message:send", A, ciphertext=sealed)
+    assert sent.outcome.ok, sent.outcome
+    mid = sent.outcome.data["message_id"]
+    s.on(group, "message:edit", A, message_id=mid, ciphertext=sealed + "AA==")
+    _, message = in_order_once(s.log)[("messages", mid)]
+    # Found by no query: no body, and the ciphertext is not in the document at all.
+    assert message["body"] is None and not message["deleted"]
+    assert sealed not in repr(message)
