@@ -30,9 +30,11 @@ from domain.catalog import (
 from domain.emoji import is_emoji
 from domain.envelope import NAMESPACE, CommandEnvelope, EventEnvelope, derive_id, iso
 from domain.errors import DomainError, conflict, forbidden, invalid, not_found
+from domain.streams import StreamKind, unapplied
 from domain.upcasting import upcast
 
 STREAM_PREFIX = "conversation:"
+CONVERSATIONS = StreamKind(STREAM_PREFIX, "conversation")
 MAX_PARTICIPANTS = 1000
 MAX_TITLE = 200
 MAX_BODY = 10_000
@@ -45,21 +47,17 @@ MAX_REACTION_KINDS = 100  # distinct emojis on one message: keeps a MessageRef b
 
 
 def conversation_stream_id(conversation_id: str) -> str:
-    return STREAM_PREFIX + conversation_id
+    return CONVERSATIONS.stream_id(conversation_id)
 
 
 def conversation_id_of(stream_id: str) -> str:
     """The conversation id in a `conversation:<id>` stream id; ValueError otherwise."""
-    if not stream_id.startswith(STREAM_PREFIX) or len(stream_id) == len(STREAM_PREFIX):
-        raise ValueError(f"not a conversation stream: {stream_id!r}")
-    return stream_id[len(STREAM_PREFIX) :]
+    return CONVERSATIONS.key_of(stream_id)
 
 
 def conversation_in(stream_id: str) -> str | None:
     """The conversation id of a `conversation:<id>` stream id; None for a stream of another kind."""
-    if not stream_id.startswith(STREAM_PREFIX) or len(stream_id) == len(STREAM_PREFIX):
-        return None
-    return stream_id[len(STREAM_PREFIX) :]
+    return CONVERSATIONS.key_in(stream_id)
 
 
 def direct_conversation_id(user_a: str, user_b: str) -> str:
@@ -517,11 +515,10 @@ def _read(state: ConversationState, p: MarkRead, actor: str) -> Decision:
 def evolve(state: ConversationState, event: EventEnvelope) -> ConversationState:
     """`state` after `event` (upcast first). An event at or below `state.version` is a redelivery
     and changes nothing; an event type this version does not know only moves the version."""
-    if event.stream_id != state.stream_id:
-        raise ValueError(f"event of {event.stream_id!r} folded into {state.stream_id!r}")
-    if event.stream_version <= state.version:
+    fresh = unapplied(state.stream_id, state.version, event)
+    if fresh is None:
         return state
-    event = upcast(event)
+    event = fresh
     moved = state.model_copy(update={"version": event.stream_version})
     if event.type not in ev.CATALOG:
         return moved

@@ -28,9 +28,10 @@ from domain import catalog as ev
 from domain.catalog import CommandPayload, Decision, NewEvent, new_event, parse_command
 from domain.envelope import CommandEnvelope, EventEnvelope, iso
 from domain.errors import DomainError, conflict, invalid, not_found
-from domain.upcasting import upcast
+from domain.streams import StreamKind, unapplied
 
 STREAM_PREFIX = "keys:"
+KEYS = StreamKind(STREAM_PREFIX, "keys")
 MAX_DEVICES = 8
 MAX_AVAILABLE = 200  # one-time prekeys available per device
 MAX_PER_CALL = 100  # one-time prekeys per publish or replenish
@@ -45,21 +46,17 @@ _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def keys_stream_id(user_id: str) -> str:
-    return STREAM_PREFIX + user_id
+    return KEYS.stream_id(user_id)
 
 
 def user_id_of(stream_id: str) -> str:
     """The user id in a `keys:<user_id>` stream id; ValueError otherwise."""
-    if not stream_id.startswith(STREAM_PREFIX) or len(stream_id) == len(STREAM_PREFIX):
-        raise ValueError(f"not a keys stream: {stream_id!r}")
-    return stream_id[len(STREAM_PREFIX) :]
+    return KEYS.key_of(stream_id)
 
 
 def keys_user_in(stream_id: str) -> str | None:
     """The user id of a `keys:<user_id>` stream id; None for a stream of another kind."""
-    if not stream_id.startswith(STREAM_PREFIX) or len(stream_id) == len(STREAM_PREFIX):
-        return None
-    return stream_id[len(STREAM_PREFIX) :]
+    return KEYS.key_in(stream_id)
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -314,11 +311,10 @@ def _bundle(state: KeysState, actor: str) -> Decision:
 
 def evolve(state: KeysState, event: EventEnvelope) -> KeysState:
     """`state` after `event` (upcast first); redeliveries (stream_version <= version) change nothing."""
-    if event.stream_id != state.stream_id:
-        raise ValueError(f"event of {event.stream_id!r} folded into {state.stream_id!r}")
-    if event.stream_version <= state.version:
+    fresh = unapplied(state.stream_id, state.version, event)
+    if fresh is None:
         return state
-    event = upcast(event)
+    event = fresh
     moved = state.model_copy(update={"version": event.stream_version})
     if event.type not in ev.CATALOG:
         return moved

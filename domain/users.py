@@ -12,7 +12,7 @@ from domain.catalog import CommandPayload, Decision, new_event, parse_command
 from domain.envelope import CommandEnvelope, EventEnvelope
 from domain.errors import conflict, invalid
 from domain.names import USERNAME_STREAM_PREFIX, normalise_username
-from domain.upcasting import upcast
+from domain.streams import unapplied
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 RawUsername = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -83,11 +83,10 @@ def decide(state: UsernameState, command: CommandEnvelope) -> Decision:
 
 def evolve(state: UsernameState, event: EventEnvelope) -> UsernameState:
     """`state` after `event` (upcast first); redeliveries (stream_version <= version) change nothing."""
-    if event.stream_id != state.stream_id:
-        raise ValueError(f"event of {event.stream_id!r} folded into {state.stream_id!r}")
-    if event.stream_version <= state.version:
+    fresh = unapplied(state.stream_id, state.version, event)
+    if fresh is None:
         return state
-    event = upcast(event)
+    event = fresh
     moved = state.model_copy(update={"version": event.stream_version})
     if event.type != ev.UserRegistered.event_type:
         return moved
