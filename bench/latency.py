@@ -20,36 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import socketio
 
-
-async def _user(http: httpx.AsyncClient, name: str) -> tuple[str, str]:
-    password = "bench-password-1"
-    r = await http.post("/auth/register", json={"username": name, "password": password})
-    r.raise_for_status()
-    user_id = str(r.json()["user_id"])
-    r = await http.post("/auth/login", json={"username": name, "password": password})
-    r.raise_for_status()
-    return user_id, str(r.json()["access_token"])
-
-
-async def _socket(url: str, token: str) -> socketio.AsyncClient:
-    client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, auth={"token": token}, socketio_path="socket.io", transports=["websocket"])
-    return client
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from bench.clients import connect, percentile, user
 
 
 async def run(url: str, messages: int) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        _alice_id, alice_token = await _user(http, f"bench_a_{tag}")
-        bob_id, bob_token = await _user(http, f"bench_b_{tag}")
-    alice, bob = await _socket(url, alice_token), await _socket(url, bob_token)
+        _alice_id, alice_token = await user(http, f"bench_a_{tag}")
+        bob_id, bob_token = await user(http, f"bench_b_{tag}")
+    alice, bob = await connect(url, alice_token), await connect(url, bob_token)
     pushed: dict[str, float] = {}
     waiters: dict[str, asyncio.Future[float]] = {}
 
@@ -88,13 +68,13 @@ async def run(url: str, messages: int) -> dict[str, Any]:
             "first_message": {"ack_ms": round(acks[0], 1), "push_ms": round(pushes[0], 1)},
             "ack_ms": {
                 "p50": round(statistics.median(acks), 1),
-                "p95": round(_pct(acks, 0.95), 1),
-                "p99": round(_pct(acks, 0.99), 1),
+                "p95": round(percentile(acks, 0.95), 1),
+                "p99": round(percentile(acks, 0.99), 1),
             },
             "push_ms": {
                 "p50": round(statistics.median(pushes), 1),
-                "p95": round(_pct(pushes, 0.95), 1),
-                "p99": round(_pct(pushes, 0.99), 1),
+                "p95": round(percentile(pushes, 0.95), 1),
+                "p99": round(percentile(pushes, 0.99), 1),
             },
         }
     finally:

@@ -30,52 +30,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import socketio
 
-from bench.load.servers import READY_TIMEOUT_S, Child, StartError
-from infra.localstack.ports import free_port
+from bench.clients import connect, ok, percentile, user
+from bench.load.servers import BENCH_RATE_LIMITS as PLATFORM_RATE_LIMITS
+from bench.load.servers import UNREACHED, StartError, start_platform
 
 # Its own platform runs with limits no bench reaches (the default `search` limit is 60 a minute).
-_UNREACHED = {"limit": 100_000_000, "period_s": 1}
-BENCH_RATE_LIMITS = {name: _UNREACHED for name in ("command", "query", "search", "login_address", "register_address")}
-PASSWORD = "bench-password-1"
+# Its default `search` limit is 60 a minute; the bench runs over it.
+BENCH_RATE_LIMITS = {**PLATFORM_RATE_LIMITS, "search": UNREACHED}
 SEND_CONCURRENCY = 16
 USERS = 20  # users registered for the search:users phase
 
 
-async def _user(http: httpx.AsyncClient, name: str) -> tuple[str, str]:
-    r = await http.post("/auth/register", json={"username": name, "password": PASSWORD, "display_name": name})
-    r.raise_for_status()
-    user_id = str(r.json()["user_id"])
-    r = await http.post("/auth/login", json={"username": name, "password": PASSWORD})
-    r.raise_for_status()
-    return user_id, str(r.json()["access_token"])
-
-
-async def _socket(url: str, token: str) -> socketio.AsyncClient:
-    client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, auth={"token": token}, socketio_path="socket.io", transports=["websocket"])
-    return client
-
-
-async def _ok(client: socketio.AsyncClient, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-    ack = await client.call(event, payload, timeout=30)
-    if not isinstance(ack, dict) or not ack.get("ok"):
-        raise RuntimeError(f"{event} failed: {ack}")
-    data: dict[str, Any] = ack["data"]
-    return data
-
-
 def _summary(samples_ms: list[float], hits: list[int]) -> dict[str, Any]:
-    ordered = sorted(samples_ms)
-
-    def pct(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
     return {
         "queries": len(samples_ms),
-        "p50_ms": pct(0.5),
-        "p99_ms": pct(0.99),
+        "p50_ms": round(percentile(samples_ms, 0.5), 2),
+        "p99_ms": round(percentile(samples_ms, 0.99), 2),
         "mean_ms": round(statistics.fmean(samples_ms), 2),
         "mean_hits": round(statistics.fmean(hits), 1),
     }
@@ -97,17 +68,17 @@ async def run(url: str, messages: int, conversations: int, queries: int, vocabul
     tag = uuid.uuid4().hex[:8]
     words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(7)) for _ in range(vocabulary)]
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        _, alice_token = await _user(http, f"bench_sa_{tag}")
-        bob_id, bob_token = await _user(http, f"bench_sb_{tag}")
+        _, alice_token = await user(http, f"bench_sa_{tag}", f"bench_sa_{tag}")
+        bob_id, bob_token = await user(http, f"bench_sb_{tag}", f"bench_sb_{tag}")
         others = [f"bench_su{i}_{tag}" for i in range(USERS)]
         for name in others:  # more users to find: by username prefix, by exact username
-            await _user(http, name)
-    alice, bob = await _socket(url, alice_token), await _socket(url, bob_token)
+            await user(http, name, name)
+    alice, bob = await connect(url, alice_token), await connect(url, bob_token)
     try:
         conv_ids = []
         for i in range(conversations):
             title = f"{words[i % len(words)]} room {i}"
-            created = await _ok(
+            created = await ok(
                 alice, "conversation:create", {"kind": "group", "participant_ids": [bob_id], "title": title}
             )
             conv_ids.append(created["conversation_id"])
@@ -117,7 +88,7 @@ async def run(url: str, messages: int, conversations: int, queries: int, vocabul
         async def send(i: int) -> None:
             body = " ".join(rng.choice(words) for _ in range(8))
             async with pending:
-                await _ok(alice, "message:send", {"conversation_id": conv_ids[i % conversations], "body": body})
+                await ok(alice, "message:send", {"conversation_id": conv_ids[i % conversations], "body": body})
 
         await asyncio.gather(*(send(i) for i in range(messages)))
         indexing_s = time.perf_counter() - t0
@@ -130,7 +101,7 @@ async def run(url: str, messages: int, conversations: int, queries: int, vocabul
         user_queries = [{"query": name} for name in others] + [{"query": f"bench_su{i}"} for i in range(USERS)]
 
         def on(event: str) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
-            return lambda payload: _ok(bob, event, payload)
+            return lambda payload: ok(bob, event, payload)
 
         report: dict[str, Any] = {
             "messages": messages,
@@ -150,19 +121,6 @@ async def run(url: str, messages: int, conversations: int, queries: int, vocabul
     finally:
         await alice.disconnect()
         await bob.disconnect()
-
-
-def _own_platform(data_dir: Path, log_path: Path) -> tuple[Child, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port)]
-    child = Child("parley up", argv, log_path, env={"PARLEY_RATE_LIMITS": json.dumps(BENCH_RATE_LIMITS)})
-    try:
-        child.wait_http(f"{url}/ready", READY_TIMEOUT_S)
-    except BaseException:
-        child.stop()
-        raise
-    return child, url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path = Path(tmp) / "up.log"
         print("bench.search: starting its own platform ...", file=sys.stderr)
         try:
-            child, url = _own_platform(Path(tmp) / "data", log_path)
+            child, url = start_platform(Path(tmp) / "data", log_path, BENCH_RATE_LIMITS)
         except StartError as exc:
             print(f"bench.search: {exc}", file=sys.stderr)
             return 1

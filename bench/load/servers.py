@@ -36,8 +36,8 @@ RAW_WINDOW = 20_000  # records produced and not yet acknowledged, at most
 # The throwaway platform measures throughput, not the limiter: every sender is one user sending as
 # fast as its window allows, and every client registers from 127.0.0.1. The limiter still runs
 # (its Redis round trip per event is part of the cost), with limits no bench reaches.
-_UNREACHED = {"limit": 100_000_000, "period_s": 1}
-BENCH_RATE_LIMITS = {name: _UNREACHED for name in ("command", "query", "login_address", "register_address")}
+UNREACHED = {"limit": 100_000_000, "period_s": 1}
+BENCH_RATE_LIMITS = {name: UNREACHED for name in ("command", "query", "login_address", "register_address")}
 
 
 class StartError(Exception):
@@ -101,12 +101,16 @@ class Child:
             return -signal.SIGKILL
 
 
-def start_platform(data_dir: Path, log_path: Path) -> tuple[Child, str]:
-    """`parley up` on a fresh data dir and a free port, once /ready answers 200; and its URL."""
+def start_platform(
+    data_dir: Path, log_path: Path, rate_limits: dict[str, dict[str, int]] | None = None
+) -> tuple[Child, str]:
+    """`parley up` on a fresh data dir and a free port, once /ready answers 200; and its URL.
+
+    `rate_limits` replace the bench's (limits no bench reaches on the commands, queries and auth)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port)]
-    child = Child("parley up", argv, log_path, env={"PARLEY_RATE_LIMITS": json.dumps(BENCH_RATE_LIMITS)})
+    child = Child("parley up", argv, log_path, env={"PARLEY_RATE_LIMITS": json.dumps(rate_limits or BENCH_RATE_LIMITS)})
     try:
         child.wait_http(f"{url}/ready", READY_TIMEOUT_S)
     except BaseException:
