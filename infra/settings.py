@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, le=5)
     kafka_session_timeout_s: float = 10.0
     kafka_heartbeat_s: float = 2.0
+    # How long the broker may hold a worker's fetch for partitions with nothing new (see
+    # streams/idempotent.py): the bound on how long a command can wait behind an idle fetch.
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=10_000)
     # The local broker's JVM heap (`parley up` only; production sizes its brokers itself).
     local_kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
 

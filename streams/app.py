@@ -176,6 +176,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         stream_wait_empty=False,
         table_standby_replicas=0,
     )
+    app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
     app.sensors.add(RebalanceSensor(metrics))
     holder: dict[str, WorkerServices] = {}
     lock = asyncio.Lock()

@@ -122,8 +122,14 @@ class ProjectionRuntime:
         for name in last:
             await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
         applied_by = (*self.projections, *([SEARCH] if self.search is not None else []))
-        await _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records)))
-        for _, event in current if log.isEnabledFor(logging.DEBUG) else ():
+        events = [event for _, event in current]
+        # Every read model holds the batch now: the gateways hear of it at once (their acks wait
+        # on it), while the positions are saved. Pushes follow the announcement.
+        await asyncio.gather(
+            _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records))),
+            self._announce(events),
+        )
+        for event in events if log.isEnabledFor(logging.DEBUG) else ():
             log.debug(
                 "projected %s v%d",
                 event.type,
@@ -135,9 +141,8 @@ class ProjectionRuntime:
                     "type": event.type,
                 },
             )
-        await self._announce([event for _, event in current])
-        await self._key_pushes([event for _, event in current], pushed)
-        await self._push([event for _, event in current], pushed)
+        await self._key_pushes(events, pushed)
+        await self._push(events, pushed)
 
     async def _announce(self, events: Sequence[EventEnvelope]) -> None:
         """One notification per batch: the highest version of each stream now in every read model."""

@@ -8,6 +8,7 @@ record against the log record at its offset.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,12 @@ class AuditTrail:
         self._db = db
         self._fixed = collection
         self._registry = registry or ProjectionRegistry(db)
+        # Chain heads this writer appended, per collection: one writer owns a partition's chain
+        # (the partition's consumer), so the next batch need not read them back. A head that is
+        # stale (the chain moved under another writer: a rebuild catching up, or the partition
+        # owned elsewhere meanwhile) makes the insert collide on (chain, seq), and the batch is
+        # recomputed from heads read anew.
+        self._heads: dict[str, dict[str, ChainHead]] = {}
 
     async def collection(self) -> AsyncCollection[MongoDoc]:
         name = self._fixed or await self._registry.live_collection(AUDIT)
@@ -93,9 +100,13 @@ class AuditTrail:
             try:
                 return await self._append_once(coll, topic, records)
             except (BulkWriteError, DuplicateKeyError) as exc:
+                self._heads.pop(coll.name, None)
                 if not only_duplicates(exc) or attempt == _APPEND_ATTEMPTS - 1:
                     raise
                 log.info("audit chain moved under a concurrent writer; recomputing the batch")
+            except BaseException:
+                self._heads.pop(coll.name, None)
+                raise
         raise AssertionError("unreachable")
 
     async def _append_once(
@@ -108,16 +119,26 @@ class AuditTrail:
         known: set[str] = set()
         async for doc in coll.find({"_id": {"$in": ids}}, {"_id": 1}):
             known.add(str(doc["_id"]))
+        pending = {
+            partition: items
+            for partition, items in by_partition.items()
+            if not all(item_id(item) in known for _, item in items)
+        }
+        cached = self._heads.setdefault(coll.name, {})
+        unknown = [chain_name(topic, p) for p in pending if chain_name(topic, p) not in cached]
+        for chain, head in zip(unknown, await asyncio.gather(*(self.head(c, coll) for c in unknown)), strict=True):
+            cached[chain] = head
         docs: list[MongoDoc] = []
-        for partition, items in by_partition.items():
+        heads: dict[str, ChainHead] = {}
+        for partition, items in pending.items():
             chain = chain_name(topic, partition)
-            if all(item_id(item) in known for _, item in items):
-                continue
-            head = await self.head(chain, coll)
-            new = extend_chain(items, topic=topic, partition=partition, head=head, known_ids=known)
+            new = extend_chain(items, topic=topic, partition=partition, head=cached[chain], known_ids=known)
             docs.extend(record.to_doc() for record in new)
+            if new:
+                heads[chain] = new[-1].head
         if docs:
             await coll.insert_many(docs, ordered=True)
+        cached.update(heads)
         if self._fixed is None:
             # How far each chain has got: lets verification tell a truncated chain from a
             # chain that has not reached the log tail yet. Written after the records.
