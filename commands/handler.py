@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain import decider
+from domain.catalog import MEDIA_EVENTS
 from domain.envelope import CommandEnvelope, EventEnvelope, Outcome, Rejection, derive_id
 from domain.errors import DomainError
+from domain.media import MediaRef, evolve_media, media_ref_from_dict, media_ref_key, media_ref_to_dict
 
 RECENT_OUTCOMES = 64
 
@@ -38,7 +40,7 @@ class KeyValue(Protocol):
 @dataclass
 class Stores:
     aggregates: KeyValue  # stream id -> {"state": ..., "recent": {command_id: outcome}}
-    messages: KeyValue  # message id -> MessageRef
+    messages: KeyValue  # message id -> MessageRef; media_ref_key(media id) -> MediaRef
     outcomes: KeyValue  # "<stream id>|<command id>" -> outcome (long-term idempotency)
 
 
@@ -93,7 +95,12 @@ def handle(command: CommandEnvelope, stores: Stores) -> Result:
         message_id = decider.message_id_of(command)
         ref_doc = stores.messages.get(message_id) if message_id else None
         ref = decider.message_ref_from_dict(ref_doc) if ref_doc is not None else None
-        decision = decider.decide(state, command, ref)
+        media_refs: dict[str, MediaRef] = {}
+        for media_id in decider.media_ids_of(command):
+            media_doc = stores.messages.get(media_ref_key(media_id))
+            if media_doc is not None:
+                media_refs[media_id] = media_ref_from_dict(media_doc)
+        decision = decider.decide(state, command, ref, media_refs)
     except DomainError as err:
         return _refused(command, record, err.code, err.message)
     except ValueError as err:  # an aggregate id of no known kind
@@ -109,6 +116,12 @@ def handle(command: CommandEnvelope, stores: Stores) -> Result:
             cur_ref = decider.message_ref_from_dict(current) if current is not None else None
             new_ref = decider.evolve_message(cur_ref, event)
             refs[target] = decider.message_ref_to_dict(new_ref) if new_ref is not None else None
+        named = event.payload.get("media_id") if event.type in MEDIA_EVENTS else None
+        if isinstance(named, str):
+            key = media_ref_key(named)
+            current = refs[key] if key in refs else stores.messages.get(key)
+            new_media = evolve_media(media_ref_from_dict(current) if current is not None else None, event)
+            refs[key] = media_ref_to_dict(new_media) if new_media is not None else None
 
     outcome = Outcome(
         command_id=command.command_id,

@@ -109,6 +109,15 @@ class MessageSentV1(EventPayload):
     sent_at: str
 
 
+class Attachment(PayloadPart):
+    """A ready media item a message carries, as it was when the message was sent."""
+
+    media_id: str
+    filename: str
+    content_type: str
+    size: int
+
+
 class MessageSent(EventPayload):
     """Schema version 2: `text` became `body`, `format` and `conversation_id` were added.
 
@@ -127,6 +136,7 @@ class MessageSent(EventPayload):
     format: Literal["plain", "e2e"]
     sent_at: str
     ciphertext: str | None = Field(default=None, exclude_if=_absent)  # absent from plain payloads
+    attachments: list[Attachment] | None = Field(default=None, exclude_if=_absent)  # absent: none
 
 
 class MessageEdited(EventPayload):
@@ -175,6 +185,44 @@ class ReadMarkerMoved(EventPayload):
 
 
 # -- username stream -------------------------------------------------------------------------------
+
+
+class MediaUploadRequested(EventPayload):
+    """A participant announced an upload: the object key is random, chosen by the gateway."""
+
+    event_type: ClassVar[str] = "MediaUploadRequested"
+
+    conversation_id: str
+    media_id: str
+    uploader_id: str
+    filename: str
+    content_type: str
+    size: int
+    object_key: str
+    requested_at: str
+    expires_at: str  # completed after this: refused; never completed: its object is removed
+
+
+class MediaUploaded(EventPayload):
+    """The object was found in the store with the declared size and type: the media is ready."""
+
+    event_type: ClassVar[str] = "MediaUploaded"
+
+    conversation_id: str
+    media_id: str
+    uploader_id: str
+    size: int
+    content_type: str
+    uploaded_at: str
+
+
+class MediaDeleted(EventPayload):
+    event_type: ClassVar[str] = "MediaDeleted"
+
+    conversation_id: str
+    media_id: str
+    deleted_by: str
+    deleted_at: str
 
 
 class UserRegistered(EventPayload):
@@ -277,6 +325,9 @@ CATALOG: dict[str, EventSpec] = {
         _spec(MessageDeleted, "conversation"),
         _spec(ReactionChanged, "conversation"),
         _spec(ReadMarkerMoved, "conversation"),
+        _spec(MediaUploadRequested, "conversation"),
+        _spec(MediaUploaded, "conversation"),
+        _spec(MediaDeleted, "conversation"),
         _spec(UserRegistered, "username"),
         _spec(DeviceKeysPublished, "keys"),
         _spec(OneTimePrekeysAdded, "keys"),
@@ -288,6 +339,7 @@ CATALOG: dict[str, EventSpec] = {
 HISTORIC: dict[tuple[str, int], type[EventPayload]] = {("MessageSent", 1): MessageSentV1}
 
 MESSAGE_EVENTS = frozenset({"MessageSent", "MessageEdited", "MessageDeleted", "ReactionChanged"})
+MEDIA_EVENTS = frozenset({"MediaUploadRequested", "MediaUploaded", "MediaDeleted"})
 
 
 def current_version(event_type: str) -> int:

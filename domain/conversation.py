@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from domain import catalog as ev
+from domain import media
 from domain.catalog import (
     CommandPayload,
     ConversationKind,
@@ -143,7 +144,7 @@ class WithContent(InConversation):
 
 
 class SendMessage(WithContent):
-    pass
+    media_ids: list[Id] | None = Field(default=None, max_length=media.MAX_ATTACHMENTS)
 
 
 class EditMessage(WithContent):
@@ -164,6 +165,40 @@ class MarkRead(InConversation):
     seq: int = Field(ge=0)
 
 
+def _filename(value: str) -> str:
+    if any(ch in value for ch in "/\\") or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not hold a path separator or a control character")
+    return value
+
+
+Filename = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_filename)]
+ContentType = Annotated[str, StringConstraints(min_length=3, max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")]
+
+
+class RequestUpload(InConversation):
+    """`media_id`, `object_key` and `expires_in_s` are the gateway's (random id and key, its setting);
+    the size and type limits are checked there too, against settings."""
+
+    media_id: Id
+    object_key: Annotated[str, StringConstraints(min_length=16, max_length=200)]
+    filename: Filename
+    content_type: ContentType
+    size: int = Field(ge=1)
+    expires_in_s: int = Field(ge=1, le=7 * 24 * 3600)
+
+
+class CompleteUpload(InConversation):
+    """`observed_*`: what the gateway found in the object store (None: no object)."""
+
+    media_id: Id
+    observed_size: int | None = None
+    observed_content_type: str | None = None
+
+
+class DeleteMedia(InConversation):
+    media_id: Id
+
+
 COMMAND_MODELS: dict[str, type[CommandPayload]] = {
     "conversation:create": CreateConversation,
     "conversation:add-participants": AddParticipants,
@@ -175,6 +210,9 @@ COMMAND_MODELS: dict[str, type[CommandPayload]] = {
     "message:delete": DeleteMessage,
     "message:react": ReactToMessage,
     "message:read": MarkRead,
+    "media:request-upload": RequestUpload,
+    "media:upload-complete": CompleteUpload,
+    "media:delete": DeleteMedia,
 }
 
 _TARGETS_MESSAGE = frozenset({"message:edit", "message:delete", "message:react"})
@@ -256,8 +294,26 @@ def message_id_of(command: CommandEnvelope) -> str | None:
     return message_id if isinstance(message_id, str) else None
 
 
-def decide(state: ConversationState, command: CommandEnvelope, message: MessageRef | None) -> Decision:
-    """Events for `command` against `state` (and `message` for edit/delete/react); raises DomainError.
+def media_ids_of(command: CommandEnvelope) -> list[str]:
+    """The media a command names (upload-complete, delete, a message's attachments), to load their refs first."""
+    if command.type in ("media:request-upload", "media:upload-complete", "media:delete"):
+        media_id = command.payload.get("media_id")
+        return [media_id] if isinstance(media_id, str) else []
+    if command.type == "message:send":
+        ids = command.payload.get("media_ids")
+        if isinstance(ids, list):
+            return [i for i in ids[: media.MAX_ATTACHMENTS] if isinstance(i, str)]
+    return []
+
+
+def decide(
+    state: ConversationState,
+    command: CommandEnvelope,
+    message: MessageRef | None,
+    media_refs: Mapping[str, media.MediaRef] | None = None,
+) -> Decision:
+    """Events for `command` against `state` (and `message` for edit/delete/react, `media_refs` for
+    the media it names); raises DomainError.
 
     Order of refusals: invalid payload, unauthorized, not_found (the conversation does not exist or
     the actor is not a current participant: no existence leak), conflict (expected_version), then
@@ -288,7 +344,37 @@ def decide(state: ConversationState, command: CommandEnvelope, message: MessageR
         case RenameConversation():
             return _rename(state, payload, actor)
         case SendMessage():
-            return _send(state, command, payload, actor)
+            return _send(state, command, payload, actor, media_refs or {})
+        case RequestUpload():
+            events, data = media.requested(
+                state.conversation_id,
+                actor,
+                command.issued_at,
+                payload.media_id,
+                payload.object_key,
+                payload.filename,
+                payload.content_type,
+                payload.size,
+                payload.expires_in_s,
+                media_refs or {},
+            )
+            return _decision(state, events, **data)
+        case CompleteUpload():
+            events, data = media.completed(
+                state.conversation_id,
+                actor,
+                command.issued_at,
+                payload.media_id,
+                payload.observed_size,
+                payload.observed_content_type,
+                media_refs or {},
+            )
+            return _decision(state, events, **data)
+        case DeleteMedia():
+            return _decision(
+                state,
+                media.deleted(state.conversation_id, actor, command.issued_at, payload.media_id, media_refs or {}),
+            )
         case EditMessage():
             return _edit(state, command, payload, actor, message)
         case DeleteMessage():
@@ -412,7 +498,14 @@ def _rename(state: ConversationState, p: RenameConversation, actor: str) -> Deci
     return _decision(state, [new_event(renamed)])
 
 
-def _send(state: ConversationState, command: CommandEnvelope, p: SendMessage, actor: str) -> Decision:
+def _send(
+    state: ConversationState,
+    command: CommandEnvelope,
+    p: SendMessage,
+    actor: str,
+    media_refs: Mapping[str, media.MediaRef],
+) -> Decision:
+    attached = media.attachments(state.conversation_id, actor, p.media_ids, media_refs) if p.media_ids else None
     seq = state.last_seq + 1
     sent = ev.MessageSent(
         conversation_id=state.conversation_id,
@@ -423,6 +516,7 @@ def _send(state: ConversationState, command: CommandEnvelope, p: SendMessage, ac
         format="plain" if p.ciphertext is None else "e2e",
         sent_at=iso(command.issued_at),
         ciphertext=p.ciphertext,
+        attachments=attached,
     )
     return _decision(state, [new_event(sent)], message_id=sent.message_id, seq=seq, sent_at=sent.sent_at)
 

@@ -3,7 +3,7 @@ stream id (`conversation:<uuid>`, `username:<normalised>`, `keys:<user_id>`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -14,6 +14,7 @@ from domain.conversation import ConversationState, MessageRef
 from domain.envelope import CommandEnvelope, EventEnvelope, event_id_for
 from domain.errors import invalid
 from domain.keys import KeysState
+from domain.media import MediaRef
 from domain.names import USERNAME_STREAM_PREFIX
 from domain.users import UsernameState
 
@@ -30,6 +31,7 @@ __all__ = [
     "evolve",
     "evolve_message",
     "initial_state",
+    "media_ids_of",
     "message_id_of",
     "message_ref_from_dict",
     "message_ref_to_dict",
@@ -78,10 +80,16 @@ def initial_state(stream_id: str) -> AggregateState:
     return users.initial_state(stream_id)
 
 
-def decide(state: AggregateState, command: CommandEnvelope, message: MessageRef | None) -> Decision:
+def decide(
+    state: AggregateState,
+    command: CommandEnvelope,
+    message: MessageRef | None,
+    media_refs: Mapping[str, MediaRef] | None = None,
+) -> Decision:
     """The events and ack data for `command`; raises DomainError when refused.
 
-    `message` is the MessageRef of `message_id_of(command)` (None if absent or not needed).
+    `message` is the MessageRef of `message_id_of(command)` (None if absent or not needed),
+    `media_refs` the MediaRefs found of `media_ids_of(command)`.
     ValueError if the handler routed the command to another stream's state.
     """
     if command.aggregate_id != state.stream_id:
@@ -89,7 +97,7 @@ def decide(state: AggregateState, command: CommandEnvelope, message: MessageRef 
     if command_aggregate_kind(command.type) != state.aggregate:
         raise invalid(f"command {command.type[:64]!r} is not handled by a {state.aggregate} stream")
     if isinstance(state, ConversationState):
-        return conversation.decide(state, command, message)
+        return conversation.decide(state, command, message, media_refs)
     if isinstance(state, KeysState):
         return keys.decide(state, command)
     return users.decide(state, command)
@@ -107,6 +115,11 @@ def evolve(state: AggregateState, event: EventEnvelope) -> AggregateState:
 def evolve_message(ref: MessageRef | None, event: EventEnvelope) -> MessageRef | None:
     """The message index entry after `event` (MessageSent creates one); other events pass `ref` through."""
     return conversation.evolve_message(ref, event)
+
+
+def media_ids_of(command: CommandEnvelope) -> list[str]:
+    """The media a command names, to load their MediaRefs (index keys `media_ref_key(id)`) first."""
+    return conversation.media_ids_of(command)
 
 
 def message_id_of(command: CommandEnvelope) -> str | None:

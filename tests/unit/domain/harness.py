@@ -14,6 +14,7 @@ from domain import decider
 from domain.conversation import MessageRef
 from domain.envelope import CommandEnvelope, EventEnvelope
 from domain.errors import DomainError
+from domain.media import MediaRef, evolve_media
 
 BASE_TIME = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 _clock = itertools.count()
@@ -57,6 +58,7 @@ class Stream:
     state: decider.AggregateState = field(init=False)
     log: list[EventEnvelope] = field(default_factory=list)
     refs: dict[str, MessageRef] = field(default_factory=dict)
+    media: dict[str, MediaRef] = field(default_factory=dict)
     results: dict[str, Result] = field(default_factory=dict)  # the command log
 
     def __post_init__(self) -> None:
@@ -71,7 +73,8 @@ class Stream:
         ref = self.refs.get(message_id) if message_id else None
         before, length = self.state, len(self.log)
         try:
-            decision = decider.decide(self.state, cmd, ref)
+            media_refs = {i: self.media[i] for i in decider.media_ids_of(cmd) if i in self.media}
+            decision = decider.decide(self.state, cmd, ref, media_refs)
         except DomainError as exc:
             result = Result(False, {}, exc.code, exc.message)
             assert self.state == before and len(self.log) == length
@@ -89,6 +92,10 @@ class Stream:
             ref = decider.evolve_message(self.refs.get(message_id) if message_id else None, envelope)
             if ref is not None:
                 self.refs[ref.message_id] = ref
+            media_id = envelope.payload.get("media_id")
+            media = evolve_media(self.media.get(media_id) if isinstance(media_id, str) else None, envelope)
+            if media is not None:
+                self.media[media.media_id] = media
             self.log.append(envelope)
 
 

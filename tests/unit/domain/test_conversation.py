@@ -582,6 +582,19 @@ def test_every_emitted_payload_matches_the_catalog() -> None:
     run(stream, "message:react", CAROL, message_id=message_id, emoji="👍", on=True)
     run(stream, "message:read", CAROL, seq=1)
     run(stream, "message:delete", BOB, message_id=message_id)
+    media: dict[str, Any] = {
+        "media_id": "m1",
+        "object_key": "k" * 32,
+        "filename": "a.png",
+        "content_type": "image/png",
+        "size": 3,
+    }
+    assert run(stream, "media:request-upload", BOB, expires_in_s=60, **media).ok
+    assert run(
+        stream, "media:upload-complete", BOB, media_id="m1", observed_size=3, observed_content_type="image/png"
+    ).ok
+    assert run(stream, "message:send", BOB, body="file", media_ids=["m1"]).ok
+    assert run(stream, "media:delete", BOB, media_id="m1").ok
     run(stream, "conversation:rename", ALICE, title="t2")
     run(stream, "conversation:add-participants", ALICE, user_ids=[DAVE])
     run(stream, "conversation:remove-participant", ALICE, user_id=DAVE)
