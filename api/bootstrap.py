@@ -19,15 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from api.media import MediaAccess
 from api.metrics import GatewayMetrics
 from api.read_your_writes import ReadYourWrites
 from api.search import SearchQueries
 from api.send_command import SendCommand
 from api.services import READY_CHECK_TIMEOUT_S, GatewayServices
 from infra.applied_versions import AppliedVersionsSubscriber
+from infra.authz_cache import RedisAuthzCache
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import mongo_client, mongo_db
 from infra.mongo.read_models import ReadModels
+from infra.objects import S3ObjectStore
 from infra.provision import s3_client
 from infra.rate_limit import RedisRateLimiter
 from infra.redis_client import redis_client
@@ -50,6 +53,10 @@ log = logging.getLogger("parley.bootstrap")
 READ_YOUR_WRITES_BOUND_S = 2.0
 
 
+def authz_prefix(settings: Settings) -> str:
+    return f"{settings.topic_prefix}:media"
+
+
 def gateway(settings: Settings) -> GatewayServices:
     """Every adapter of a gateway process; nothing connects before ``GatewayServices.start``."""
     secret = settings.jwt_secret
@@ -63,6 +70,7 @@ def gateway(settings: Settings) -> GatewayServices:
     read_models = ReadModels(mongo_db(mongo, settings))
     search = search_client(settings, READY_CHECK_TIMEOUT_S)
     bus = CommandBus(settings, redis=redis)
+    storage = s3_client(settings, timeout_s=READY_CHECK_TIMEOUT_S)
     return GatewayServices(
         settings=settings,
         bus=bus,
@@ -73,7 +81,7 @@ def gateway(settings: Settings) -> GatewayServices:
         mongo=mongo,
         redis=redis,
         search=search,
-        storage=s3_client(settings, timeout_s=READY_CHECK_TIMEOUT_S),
+        storage=storage,
         read_your_writes=read_your_writes,
         applied_versions=AppliedVersionsSubscriber(settings, redis, read_your_writes.applied),
         rate_limiter=RedisRateLimiter(redis, f"{settings.topic_prefix}:ratelimit"),
@@ -85,6 +93,12 @@ def gateway(settings: Settings) -> GatewayServices:
             namespace=f"{settings.topic_prefix}:search",
         ),
         signatures=Ed25519Signatures(),
+        media=MediaAccess(
+            settings,
+            read_models,
+            S3ObjectStore(settings, storage),
+            RedisAuthzCache(redis, authz_prefix(settings)),
+        ),
     )
 
 
@@ -98,6 +112,7 @@ def worker(settings: Settings) -> Worker:
     """The worker's Faust app and metrics; its clients are built lazily inside the worker's event loop."""
     # Imported here: a gateway process never loads Faust or the projection runtime.
     from infra.applied_versions import RedisAppliedVersions
+    from infra.media_sweeper import MediaSweeper
     from infra.mongo.audit_trail import AuditTrail
     from infra.mongo.documents import Positions, ProjectionRegistry
     from infra.mongo.partners import MongoConversationPartners
@@ -128,7 +143,9 @@ def worker(settings: Settings) -> Worker:
             applied=RedisAppliedVersions(settings, redis),
             search=SearchStore(search_client(settings), alias_names(settings), aliases=True),
             partners=MongoConversationPartners(db, registry),
+            authz=RedisAuthzCache(redis, authz_prefix(settings)),
         )
+        sweeper = MediaSweeper(settings, ReadModels(db), S3ObjectStore(settings), db)
 
         async def heartbeat() -> None:
             await mark_worker_alive(redis, settings, name)
@@ -142,7 +159,12 @@ def worker(settings: Settings) -> Worker:
 
         replies = RedisReplies(settings, redis)
         return WorkerServices(
-            projections=runtime, dead_letters=dead_letters, replies=replies, heartbeat=heartbeat, lag=lag
+            projections=runtime,
+            dead_letters=dead_letters,
+            replies=replies,
+            heartbeat=heartbeat,
+            lag=lag,
+            sweep_media=sweeper.sweep,
         )
 
     metrics = WorkerMetrics()

@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from api.key_directory import SignatureVerifier
+from api.media import MediaAccess
 from api.metrics import GatewayMetrics
 from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
@@ -50,6 +51,7 @@ class GatewayServices:
     send: SendCommand  # the "send a command" use case (over ``bus`` and ``read_your_writes``)
     search_queries: SearchQueries
     signatures: SignatureVerifier  # checks a published signed prekey (keys:publish)
+    media: MediaAccess  # media:* (object store, cached download decisions)
 
     @property
     def instance_id(self) -> str:

@@ -74,6 +74,30 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     media_bucket: str = "parley-media"
+    # Where clients reach the S3 server, when not at s3_endpoint (behind a proxy, another host
+    # name): presigned URLs are signed for this host. Empty: s3_endpoint.
+    s3_public_endpoint: str = ""
+    s3_public_secure: bool | None = None  # None: as s3_secure
+
+    # Media (media:*): what may be uploaded, and how long URLs and unfinished uploads live.
+    media_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    media_content_types: tuple[str, ...] = (
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "video/mp4",
+        "audio/mpeg",
+        "audio/ogg",
+        "application/pdf",
+        "text/plain",
+        "application/octet-stream",
+    )
+    media_upload_ttl_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)  # presigned PUT, and the upload's expiry
+    media_download_ttl_s: int = Field(default=300, ge=1, le=7 * 24 * 3600)  # presigned GET
+    media_sweep_interval_s: float = Field(default=30.0, gt=0)  # the worker removes expired and deleted objects
+    media_authz_allowed_ttl_s: int = Field(default=300, ge=1)  # cached download decisions (as the seed)
+    media_authz_denied_ttl_s: int = Field(default=60, ge=1)
 
     # Kafka layout: commands and events are partitioned by aggregate (stream) id.
     topic_prefix: str = "parley"

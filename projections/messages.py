@@ -34,6 +34,7 @@ class MessagesProjection:
                 "sender_id": p["sender_id"],
                 "body": p["body"],
                 "ciphertext": p.get("ciphertext"),
+                "attachments": list(p.get("attachments") or []),
                 "format": p.get("format", "plain"),
                 "sent_at": p["sent_at"],
                 "edited_at": None,

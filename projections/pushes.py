@@ -53,9 +53,14 @@ def pushes_for(event: EventEnvelope, conversation: Doc | None) -> list[Push]:
             "sender_id": p["sender_id"],
             "body": p["body"],
             "ciphertext": p.get("ciphertext"),
+            "attachments": list(p.get("attachments") or []),
             "sent_at": p["sent_at"],
         }
         return [Push("message:new", data, participants)]
+    if event.type == "MediaUploaded":
+        data = {**base, "media_id": p["media_id"], "uploader_id": p["uploader_id"], "size": p["size"]}
+        data["content_type"] = p["content_type"]
+        return [Push("media:ready", data, participants)]
     if event.type == "MessageEdited":
         data = {
             **base,

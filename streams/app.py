@@ -116,6 +116,7 @@ class WorkerServices:
     heartbeat: Callable[[], Awaitable[None]]
     # Every projection's lag on every partition of its source topics (this worker reports its own).
     lag: Callable[[], Awaitable[Sequence[LagSample]]]
+    sweep_media: Callable[[], Awaitable[int]]  # removes the objects of expired uploads and deleted media
 
 
 class TopicDeadLetters:
@@ -354,6 +355,14 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             await (await services()).heartbeat()
 
     app.timer(interval=1.0)(heartbeat)  # readiness shows within a second of the assignment
+
+    async def sweep_media() -> None:
+        try:
+            await (await services()).sweep_media()
+        except Exception:  # the next pass retries the same objects (its cursor did not move)
+            log.warning("media sweep failed", exc_info=True)
+
+    app.timer(interval=settings.media_sweep_interval_s)(sweep_media)
 
     source_topics = {settings.events_topic, settings.rejections_topic, settings.refusals_topic}
 

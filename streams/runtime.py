@@ -61,6 +61,15 @@ class ConversationPartners(Protocol):
     async def of(self, user_id: str) -> set[str]: ...
 
 
+class AuthzGenerations(Protocol):
+    """Moves the generations that cached media download decisions were made under
+    (``infra.authz_cache.RedisAuthzCache``)."""
+
+    async def forget_conversation(self, conversation_id: str) -> None: ...
+
+    async def forget_media(self, media_id: str) -> None: ...
+
+
 class Trail(Protocol):
     async def append(self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]) -> int: ...
 
@@ -82,6 +91,7 @@ class ProjectionRuntime:
     # The search indexes (infra/search_store.py, through their aliases); None: no search projection.
     search: Store | None = None
     partners: ConversationPartners | None = None  # default: the conversations read model of ``database``
+    authz: AuthzGenerations | None = None  # cached media download decisions, invalidated here
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
 
     async def _store(self, name: str) -> DocumentStore:
@@ -125,6 +135,7 @@ class ProjectionRuntime:
         events = [event for _, event in current]
         # Every read model holds the batch now: the gateways hear of it at once (their acks wait
         # on it), while the positions are saved. Pushes follow the announcement.
+        await self._invalidate(events)  # before the announcement: an answered removal is in force
         await asyncio.gather(
             _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records))),
             self._announce(events),
@@ -143,6 +154,20 @@ class ProjectionRuntime:
             )
         await self._key_pushes(events, pushed)
         await self._push(events, pushed)
+
+    async def _invalidate(self, events: Sequence[EventEnvelope]) -> None:
+        """Cached media decisions that a departure, a completed upload or a deletion ends (retried: a
+        stale decision must not outlive the answer to the command that changed it)."""
+        if self.authz is None:
+            return
+        authz = self.authz
+        for event in events:
+            if event.type in ("ParticipantRemoved", "ParticipantLeft"):
+                conversation_id = str(event.payload["conversation_id"])
+                await _retry_transient(partial(authz.forget_conversation, conversation_id))
+            elif event.type in ("MediaUploaded", "MediaDeleted"):
+                media_id = str(event.payload["media_id"])
+                await _retry_transient(partial(authz.forget_media, media_id))
 
     async def _announce(self, events: Sequence[EventEnvelope]) -> None:
         """One notification per batch: the highest version of each stream now in every read model."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socketio
 
 from api.services import GatewayServices
-from api.socket import connection, conversations, keys, messages, search, typing_indicator, unknown
+from api.socket import connection, conversations, keys, media, messages, search, typing_indicator, unknown
 from api.socket.commands import CommandHandlers
 from api.socket.events import EventRunner
 from api.socket.packets import BoundedPacket
@@ -31,6 +31,7 @@ def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
     conversations.register(runner, commands, services)
     messages.register(runner, commands, services)
     keys.register(runner, commands, services)
+    media.register(runner, commands, services)
     typing_indicator.register(runner, services)
     search.register(runner, services)
     unknown.register(sio, runner)

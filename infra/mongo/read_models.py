@@ -23,6 +23,7 @@ USERS = "users"
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
 KEYS = "keys"
+MEDIA = "media"
 
 _HIDDEN = frozenset({"_id", "_sv", "_stream", "password_hash"})
 # last_activity_at is the cursor a client passes back as `before` for the next page.
@@ -41,6 +42,7 @@ MESSAGE_FIELDS = (
     "sender_id",
     "body",
     "ciphertext",
+    "attachments",
     "sent_at",
     "edited_at",
     "deleted",
@@ -170,7 +172,36 @@ class ReadModels:
             query["seq"] = {"$lt": before_seq}
         docs = await (await self._coll(MESSAGES)).find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
         page = [{f: doc.get(f) for f in MESSAGE_FIELDS} for doc in docs[:limit]]
+        attached = {str(a["media_id"]) for m in page for a in m.get("attachments") or []}
+        if attached:
+            # A deleted media item is gone from every message that carried it.
+            media = await self._coll(MEDIA)
+            alive = {
+                str(doc["_id"])
+                async for doc in media.find(
+                    {"_id": {"$in": sorted(attached)}, "status": "ready"}, projection={"_id": 1}
+                )
+            }
+            for message in page:
+                message["attachments"] = [a for a in message.get("attachments") or [] if a["media_id"] in alive]
+        for message in page:
+            message["attachments"] = message.get("attachments") or []
         return HistoryPage(messages=page, has_more=len(docs) > limit)
+
+    # Media ------------------------------------------------------------------------------
+    async def media(self, media_id: str) -> MongoDoc | None:
+        """The media item's document (any status), None if there is none."""
+        return await (await self._coll(MEDIA)).find_one({"_id": media_id})
+
+    async def media_due_for_removal(self, since: str, until: str) -> list[MongoDoc]:
+        """Media whose object must go: pending uploads that expired, and deleted media, in (since, until]."""
+        query: MongoDoc = {
+            "$or": [
+                {"status": "pending", "expires_at": {"$gt": since, "$lte": until}},
+                {"status": "deleted", "deleted_at": {"$gt": since, "$lte": until}},
+            ]
+        }
+        return await (await self._coll(MEDIA)).find(query, projection={"object_key": 1}).to_list()
 
     # Key directory ----------------------------------------------------------------------
     async def key_devices(self, user_id: str) -> list[MongoDoc]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Session, Users
@@ -29,6 +30,7 @@ class World:
     conversation_id: str
     word: str
     message_id: str
+    media_id: str  # the owner's, ready (the removed participant fetched its URL before the removal)
 
 
 Check = Callable[[World, dict[str, Any]], bool]  # given the ack's data
@@ -64,6 +66,20 @@ def nothing(world: World, data: dict[str, Any]) -> bool:
     return data == {"hits": []}
 
 
+def an_upload_url(world: World, data: dict[str, Any]) -> bool:
+    url: str = data["upload_url"]
+    return data["method"] == "PUT" and url.startswith("http")
+
+
+def a_download_url(world: World, data: dict[str, Any]) -> bool:
+    url: str = data["url"]
+    return data["media_id"] == world.media_id and url.startswith("http")
+
+
+def upload(w: World) -> dict[str, Any]:
+    return {"conversation_id": w.conversation_id, "filename": "a.txt", "content_type": "text/plain", "size": 5}
+
+
 ROWS: list[Row] = [
     Row(
         "search:messages",
@@ -86,6 +102,36 @@ ROWS: list[Row] = [
         removed=nothing,
         stranger=nothing,
     ),
+    Row("media:request-upload", upload, participant=an_upload_url, removed="not_found", stranger="not_found"),
+    # Only the uploader completes or deletes; the others learn no more than their role allows.
+    Row(
+        "media:upload-complete",
+        lambda w: {"media_id": w.media_id},
+        participant="forbidden",
+        removed="not_found",
+        stranger="not_found",
+    ),
+    Row(
+        "media:delete",
+        lambda w: {"media_id": w.media_id},
+        participant="forbidden",
+        removed="not_found",
+        stranger="not_found",
+    ),
+    Row(
+        "media:get-download-url",
+        lambda w: {"media_id": w.media_id},
+        participant=a_download_url,
+        removed="not_found",
+        stranger="not_found",
+    ),
+    Row(
+        "message:send",
+        lambda w: {"conversation_id": w.conversation_id, "body": "mine now", "media_ids": [w.media_id]},
+        participant="forbidden",
+        removed="not_found",
+        stranger="not_found",
+    ),
     # The user directory is open to every user; it never shows conversations.
     Row(
         "search:users",
@@ -106,12 +152,20 @@ async def make_world(users: Users) -> World:
     )
     conv = created["conversation_id"]
     sent = await owner.ok("message:send", {"conversation_id": conv, "body": f"the matrix word is {word}"})
-    # The soon removed participant searches first (so a stale cache entry would exist), then is removed.
-    await removed.ok("search:messages", {"query": word})
-    await owner.ok("conversation:remove-participant", {"conversation_id": conv, "user_id": removed.user_id})
-    return World(
-        owner, {"participant": participant, "removed": removed, "stranger": stranger}, conv, word, sent["message_id"]
+    media = await owner.ok(
+        "media:request-upload", {"conversation_id": conv, "filename": "m.txt", "content_type": "text/plain", "size": 5}
     )
+    async with httpx.AsyncClient(timeout=10) as http:
+        put = await http.put(media["upload_url"], content=b"hello", headers={"Content-Type": "text/plain"})
+        assert put.status_code == 200
+    await owner.ok("media:upload-complete", {"media_id": media["media_id"]})
+    # The soon removed participant searches and fetches first (so stale cache entries would exist),
+    # then is removed.
+    await removed.ok("search:messages", {"query": word})
+    await removed.ok("media:get-download-url", {"media_id": media["media_id"]})
+    await owner.ok("conversation:remove-participant", {"conversation_id": conv, "user_id": removed.user_id})
+    sessions: dict[Role, Session] = {"participant": participant, "removed": removed, "stranger": stranger}
+    return World(owner, sessions, conv, word, sent["message_id"], media["media_id"])
 
 
 @pytest.mark.parametrize("role", ROLES)

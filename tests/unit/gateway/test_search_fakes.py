@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from infra.authz_cache import InMemoryAuthzCache
 from infra.search_cache import InMemorySearchCache
 from infra.search_index import InMemorySearchIndex
 from projections.search import IndexOp
+from tests.contracts.authz_cache import AuthzCacheContract
 from tests.contracts.search_cache import SearchCacheContract
 from tests.contracts.search_index import SearchIndexContract, Write
 
@@ -30,3 +32,9 @@ class TestInMemorySearchCache(SearchCacheContract):
     @pytest.fixture
     def cache(self) -> InMemorySearchCache:
         return InMemorySearchCache()
+
+
+class TestInMemoryAuthzCache(AuthzCacheContract):
+    @pytest.fixture
+    def cache(self) -> InMemoryAuthzCache:
+        return InMemoryAuthzCache()
