@@ -4,6 +4,8 @@ connect with their token, and an inbox of the pushes each client receives."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.conftest import Platform
+from tests.conftest import REPO_ROOT, Platform
 
 PASSWORD = "correct horse battery staple"
 ACK_TIMEOUT_S = 15
@@ -21,6 +23,17 @@ ACK_TIMEOUT_S = 15
 
 def unique_name(prefix: str = "u") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def parley(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI against the session's platform, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli.main", *args, "--data-dir", str(platform.data_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @dataclass

@@ -90,6 +90,7 @@ async def test_direct_conversation_message_flow(users: Users) -> None:
         "edited_at": None,
         "deleted": False,
         "reactions": {},
+        "attachments": [],
     }
 
     listed = await b.ok("conversation:list", {})

@@ -11,8 +11,6 @@ import asyncio
 import base64
 import json
 import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +24,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pymongo import AsyncMongoClient
 
 from infra.mongo.documents import ProjectionRegistry
-from tests.conftest import REPO_ROOT, Platform
-from tests.e2e.conftest import Session, Users
+from tests.conftest import Platform
+from tests.e2e.conftest import Session, Users, parley
 
 pytestmark = pytest.mark.e2e
 
@@ -297,16 +295,6 @@ async def test_keys_changed_reaches_conversation_partners_only(users: Users) -> 
 
 
 # -- rebuild ---------------------------------------------------------------------------------------
-
-
-def parley(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli.main", *args, "--data-dir", str(platform.data_dir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 async def test_rebuilding_keys_gives_the_same_view_and_no_claimed_key_back(platform: Platform, users: Users) -> None:

@@ -13,10 +13,12 @@ import pytest
 
 from infra.media_sweeper import MediaSweeper
 from infra.mongo.client import mongo_client, mongo_db
+from infra.mongo.documents import ProjectionRegistry
 from infra.mongo.read_models import ReadModels
 from infra.objects import S3ObjectStore
 from infra.settings import Settings
-from tests.e2e.conftest import Session, Users
+from tests.conftest import Platform
+from tests.e2e.conftest import Session, Users, parley
 
 pytestmark = pytest.mark.e2e
 
@@ -187,3 +189,35 @@ async def test_concurrent_completions_answer_alike(users: Users) -> None:
     media_id = await uploaded(alice, conv)
     acks = await asyncio.gather(*(alice.call("media:upload-complete", {"media_id": media_id}) for _ in range(4)))
     assert all(a["ok"] for a in acks) and len({a["data"]["status"] for a in acks}) == 1
+
+
+async def test_rebuilding_media_gives_the_same_view_and_the_same_downloads(platform: Platform, users: Users) -> None:
+    alice, bob = await users.new(), await users.new()
+    conv = await group(alice, [bob])
+    ready, gone = await uploaded(alice, conv), await uploaded(alice, conv)
+    for media_id in (ready, gone):
+        await alice.ok("media:upload-complete", {"media_id": media_id})
+    pending = (await request(alice, conv))["media_id"]
+    await alice.ok("media:delete", {"media_id": gone})
+
+    client = mongo_client(platform.settings)
+    try:
+        db = mongo_db(client, platform.settings)
+        registry = ProjectionRegistry(db, cache_seconds=0)
+        ids = {"_id": {"$in": [ready, gone, pending]}}
+        before_collection = await registry.live_collection("media")
+        before = await db[before_collection].find(ids).sort("_id").to_list()
+        assert sorted(d["status"] for d in before) == ["deleted", "pending", "ready"]
+
+        rebuilt = parley(platform, "projections", "rebuild", "media")
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        after_collection = await registry.live_collection("media")
+        assert after_collection != before_collection
+        assert await db[after_collection].find(ids).sort("_id").to_list() == before
+    finally:
+        await client.close()
+
+    url = (await bob.ok("media:get-download-url", {"media_id": ready}))["url"]
+    assert (await get(url)).content == PNG
+    for media_id in (gone, pending):
+        assert await bob.error("media:get-download-url", {"media_id": media_id}) == "not_found"

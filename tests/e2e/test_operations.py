@@ -16,19 +16,9 @@ from pymongo import AsyncMongoClient
 
 from infra.mongo.documents import ProjectionRegistry
 from tests.conftest import REPO_ROOT, Platform
-from tests.e2e.conftest import Users
+from tests.e2e.conftest import Users, parley
 
 pytestmark = pytest.mark.e2e
-
-
-def parley(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli.main", *args, "--data-dir", str(platform.data_dir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_a_correlation_id_runs_from_the_ack_to_the_log_the_views_and_the_trail(
@@ -116,7 +106,7 @@ async def test_projection_status_lists_every_projection_with_its_lag(platform: P
     status = parley(platform, "projections", "status", "--json")
     assert status.returncode == 0, status.stderr
     rows = json.loads(status.stdout)
-    assert {row["name"] for row in rows} >= {"users", "conversations", "messages", "audit"}
+    assert {row["name"] for row in rows} == {"users", "conversations", "messages", "keys", "media", "audit", "search"}
     assert all(isinstance(row["lag"], int) and row["lag"] >= 0 for row in rows)
     audit = next(row for row in rows if row["name"] == "audit")
     settings = platform.settings

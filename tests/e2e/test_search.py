@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Platform
-from tests.e2e.conftest import Session, Users
-from tests.e2e.test_operations import parley
+from tests.e2e.conftest import Session, Users, parley
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Platform
-from tests.e2e.conftest import Users
-from tests.e2e.test_operations import parley
+from tests.e2e.conftest import Users, parley
 from tests.e2e.test_search import group, hits, word
 
 pytestmark = [pytest.mark.e2e, pytest.mark.restart]

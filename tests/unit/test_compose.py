@@ -111,6 +111,11 @@ def env_example() -> dict[str, str]:
     return out
 
 
+def optional_in_env_example() -> set[str]:
+    """Variables .env.example shows commented out (`# NAME=example`): compose has a default for each."""
+    return set(re.findall(r"^# ([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), flags=re.M))
+
+
 def filled_env(**overrides: str) -> dict[str, str]:
     """A .env as an operator fills it in: every variable of .env.example, with a real-looking value."""
     env = {key: hashlib.sha256(key.encode()).hexdigest()[:32] for key in env_example()}
@@ -214,12 +219,17 @@ def test_the_schema_check_catches_a_broken_file(change: Any, expected: str) -> N
 
 # Variables and secrets ----------------------------------------------------------------------------
 def test_every_variable_the_file_reads_is_documented_in_env_example() -> None:
-    documented = set(env_example())
+    required, optional = set(env_example()), optional_in_env_example()
+    documented = required | optional
     used = referenced_variables(raw_compose())
     assert used == documented, f"undocumented: {used - documented}; documented but unused: {documented - used}"
     text = (ROOT / ".env.example").read_text()
-    for name in documented:  # each has a comment right above it
+    for name in required:  # each has a comment right above it
         assert re.search(rf"#[^\n]*\n{name}=", text), f"{name} has no explanation in .env.example"
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    for name in optional:  # a comment above it too, and compose's default
+        assert re.search(rf"#[^\n]*\n# {name}=", text), f"{name} has no explanation in .env.example"
+        assert re.search(rf"\$\{{{name}:-[^}}]+\}}", compose_text), f"{name} has no default in docker-compose.yml"
 
 
 def test_env_example_ships_no_values() -> None:

@@ -130,6 +130,7 @@ async def test_history_pages_newest_first(db: AsyncDatabase[dict[str, Any]]) -> 
         "edited_at",
         "deleted",
         "reactions",
+        "attachments",
     }
     assert first.messages[0]["ciphertext"] is None  # a document written before ciphertext existed
     rest = await rm.history("c1", before_seq=5, limit=10)

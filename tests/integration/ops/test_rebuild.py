@@ -97,7 +97,7 @@ async def test_rebuild_cli_swaps_in_a_fresh_copy_and_saves_positions(ops: OpsEnv
     status = ops.cli("projections", "status", "--json")
     assert status.returncode == 0, status.stderr
     rows = {row["name"]: row for row in json.loads(status.stdout)}
-    assert set(rows) == {"users", "conversations", "messages", "keys", "audit"}
+    assert set(rows) == {"users", "conversations", "messages", "keys", "media", "audit"}
     assert rows["messages"]["collection"] == "rm_messages_g2" and rows["messages"]["generation"] == 2
     assert rows["messages"]["lag"] == 0 and rows["messages"]["position"] == len(log.events)
     assert rows["audit"]["lag"] == len(log.events)  # no trail was built in this test
@@ -269,7 +269,7 @@ async def test_rebuild_bad_input_and_unavailable_servers(ops: OpsEnv, tmp_path: 
     assert unknown.returncode == 2
     assert unknown.stderr == (
         "parley projections rebuild: unknown projection 'nope' "
-        "(valid: conversations, keys, messages, users, audit, search)\n"
+        "(valid: conversations, keys, media, messages, users, audit, search)\n"
     )
     from infra.localstack.ports import free_port
 

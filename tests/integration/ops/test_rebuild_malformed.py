@@ -41,6 +41,9 @@ async def test_live_and_rebuild_park_the_same_records_and_build_the_same_views(o
     log.events[log.events.index(future)] = unreadable
     for n in range(60, 80):
         log.message(conversations[n % 3], users[n % 3], f"fine {n}")
+    photo = log.upload(conversations[0], users[0])
+    log.message(conversations[0], users[0], "a photo", attachments=[photo])
+    log.upload(conversations[2], users[2], complete=False)
     log.publish_keys(users[0], "phone", 1, 2)
     log.claim(users[0], users[1], [("phone", 1)])
     half = len(log.events) // 2

@@ -14,9 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.catalog import (
+    Attachment,
     ConversationCreated,
     DeviceKeysPublished,
     EventPayload,
+    MediaDeleted,
+    MediaUploaded,
+    MediaUploadRequested,
     MessageDeleted,
     MessageEdited,
     MessageSent,
@@ -119,7 +123,15 @@ class LogBuilder:
         self.messages[conversation_id] = []
         return conversation_id
 
-    def message(self, conversation_id: str, sender: str, body: str, *, v1: bool = False) -> EventEnvelope:
+    def message(
+        self,
+        conversation_id: str,
+        sender: str,
+        body: str,
+        *,
+        v1: bool = False,
+        attachments: list[Attachment] | None = None,
+    ) -> EventEnvelope:
         seq = self.seqs.get(conversation_id, 0) + 1
         self.seqs[conversation_id] = seq
         message_id = _uuid(self.rng)
@@ -137,6 +149,7 @@ class LogBuilder:
             sender_id=sender,
             body=body,
             format="plain",
+            attachments=attachments,
             sent_at=iso(self.now),
         )
         return self.emit(stream, payload, sender)
@@ -184,6 +197,41 @@ class LogBuilder:
             ),
             user,
         )
+
+    def upload(self, conversation_id: str, uploader: str, *, complete: bool = True) -> Attachment:
+        """A media item announced (and, unless `complete` is False, uploaded) in a conversation."""
+        media_id = _uuid(self.rng)
+        stream = f"conversation:{conversation_id}"
+        size = self.rng.randrange(1, 1 << 20)
+        requested = MediaUploadRequested(
+            conversation_id=conversation_id,
+            media_id=media_id,
+            uploader_id=uploader,
+            filename=f"photo-{media_id[:8]}.png",
+            content_type="image/png",
+            size=size,
+            object_key=f"media/{_uuid(self.rng)}",
+            requested_at=iso(self.now),
+            expires_at=iso(self.now + timedelta(minutes=15)),
+        )
+        self.emit(stream, requested, uploader)
+        if complete:
+            done = MediaUploaded(
+                conversation_id=conversation_id,
+                media_id=media_id,
+                uploader_id=uploader,
+                size=size,
+                content_type="image/png",
+                uploaded_at=iso(self.now),
+            )
+            self.emit(stream, done, uploader)
+        return Attachment(media_id=media_id, filename=requested.filename, content_type="image/png", size=size)
+
+    def delete_media(self, conversation_id: str, media_id: str, by: str) -> EventEnvelope:
+        deleted = MediaDeleted(
+            conversation_id=conversation_id, media_id=media_id, deleted_by=by, deleted_at=iso(self.now)
+        )
+        return self.emit(f"conversation:{conversation_id}", deleted, by)
 
     def _public_key(self) -> str:
         return base64.b64encode(self.rng.randbytes(32)).decode()
@@ -246,7 +294,7 @@ def chat_log(
     seed: int = 1, users: int = 4, conversations: int = 3, messages: int = 30, *, v1_every: int = 0
 ) -> LogBuilder:
     """A small but varied log: registrations, conversations, messages, edits, deletes, reactions,
-    rejections, key directories. ``v1_every``: every n-th message is stored at schema version 1."""
+    rejections, media, key directories. ``v1_every``: every n-th message is stored at schema version 1."""
     log = LogBuilder(seed=seed)
     names = [f"user{i}" for i in range(users)]
     ids = [log.user(name) for name in names]
@@ -271,6 +319,12 @@ def chat_log(
             log.delete(conv, rng.randrange(len(log.messages[conv])))
         if n % 9 == 4:
             log.rejection(sender, "message:send", "forbidden", f"conversation:{conv}")
+        if n % 10 == 6:  # media: attached, left pending, deleted after being attached
+            photo = log.upload(conv, sender)
+            log.message(conv, sender, f"photo {n}", attachments=[photo])
+            log.upload(conv, sender, complete=False)
+            if n % 20 == 16:
+                log.delete_media(conv, photo.media_id, sender)
     for i, user in enumerate(ids[:2]):
         log.publish_keys(user, "phone", 1, 3)
         log.claim(user, ids[(i + 1) % users], [("phone", 1)])
