@@ -8,10 +8,14 @@ network (the region is set), and is done with a client for the endpoint clients 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from minio import Minio
 from minio.error import S3Error
 
@@ -86,3 +90,46 @@ class S3ObjectStore:
                 raise ObjectStoreUnavailable(f"S3 remove failed: {err.code}") from err
         except Exception as exc:
             raise ObjectStoreUnavailable(f"S3 unreachable: {exc!r}") from exc
+
+
+class InMemoryObjectStore:
+    """The object store for unit tests: the same contract, its URLs served by `transport()` (an
+    httpx transport), with a random token per URL and its expiry checked on use."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._objects: dict[str, tuple[bytes, str]] = {}
+        self._grants: dict[str, tuple[str, str, float]] = {}  # token -> (method, key, expires)
+
+    def _url(self, method: str, key: str, ttl_s: int) -> str:
+        token = secrets.token_urlsafe(16)
+        self._grants[token] = (method, key, self._clock() + ttl_s)
+        return f"http://objects.test/{key}?token={token}"
+
+    async def upload_url(self, key: str, ttl_s: int) -> str:
+        return self._url("PUT", key, ttl_s)
+
+    async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
+        return self._url("GET", key, ttl_s)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        found = self._objects.get(key)
+        return None if found is None else ObjectInfo(len(found[0]), found[1])
+
+    async def remove(self, key: str) -> None:
+        self._objects.pop(key, None)
+
+    def transport(self) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            grant = self._grants.get(request.url.params.get("token", ""))
+            key = request.url.path.lstrip("/")
+            if grant is None or grant[:2] != (request.method, key) or self._clock() > grant[2]:
+                return httpx.Response(403)
+            if request.method == "PUT":
+                content_type = request.headers.get("content-type", "application/octet-stream")
+                self._objects[key] = (request.content, content_type)
+                return httpx.Response(200)
+            found = self._objects.get(key)
+            return httpx.Response(404) if found is None else httpx.Response(200, content=found[0])
+
+        return httpx.MockTransport(handle)

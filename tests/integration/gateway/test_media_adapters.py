@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -19,6 +20,11 @@ class TestS3ObjectStore(ObjectStoreContract):
     @pytest.fixture
     def store(self, stack_settings: Settings) -> S3ObjectStore:
         return S3ObjectStore(stack_settings)
+
+    @pytest.fixture
+    async def http(self) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            yield client
 
 
 class TestRedisAuthzCache(AuthzCacheContract):

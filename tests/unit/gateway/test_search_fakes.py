@@ -1,16 +1,19 @@
-"""The in-memory search fakes hold the same contracts as the real adapters."""
+"""The in-memory fakes of the gateway's ports hold the same contracts as the real adapters."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import httpx
 import pytest
 
 from infra.authz_cache import InMemoryAuthzCache
+from infra.objects import InMemoryObjectStore
 from infra.search_cache import InMemorySearchCache
 from infra.search_index import InMemorySearchIndex
 from projections.search import IndexOp
 from tests.contracts.authz_cache import AuthzCacheContract
+from tests.contracts.object_store import ObjectStoreContract
 from tests.contracts.search_cache import SearchCacheContract
 from tests.contracts.search_index import SearchIndexContract, Write
 
@@ -38,3 +41,14 @@ class TestInMemoryAuthzCache(AuthzCacheContract):
     @pytest.fixture
     def cache(self) -> InMemoryAuthzCache:
         return InMemoryAuthzCache()
+
+
+class TestInMemoryObjectStore(ObjectStoreContract):
+    @pytest.fixture
+    def store(self) -> InMemoryObjectStore:
+        return InMemoryObjectStore()
+
+    @pytest.fixture
+    async def http(self, store: InMemoryObjectStore) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(transport=store.transport()) as client:
+            yield client
