@@ -173,19 +173,13 @@ class ReadModels:
         docs = await (await self._coll(MESSAGES)).find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
         page = [{f: doc.get(f) for f in MESSAGE_FIELDS} for doc in docs[:limit]]
         attached = {str(a["media_id"]) for m in page for a in m.get("attachments") or []}
-        if attached:
-            # A deleted media item is gone from every message that carried it.
+        alive: set[str] = set()
+        if attached:  # a deleted media item is gone from every message that carried it
             media = await self._coll(MEDIA)
-            alive = {
-                str(doc["_id"])
-                async for doc in media.find(
-                    {"_id": {"$in": sorted(attached)}, "status": "ready"}, projection={"_id": 1}
-                )
-            }
-            for message in page:
-                message["attachments"] = [a for a in message.get("attachments") or [] if a["media_id"] in alive]
+            found = media.find({"_id": {"$in": sorted(attached)}, "status": "ready"}, projection={"_id": 1})
+            alive = {str(doc["_id"]) async for doc in found}
         for message in page:
-            message["attachments"] = message.get("attachments") or []
+            message["attachments"] = [a for a in message.get("attachments") or [] if a["media_id"] in alive]
         return HistoryPage(messages=page, has_more=len(docs) > limit)
 
     # Media ------------------------------------------------------------------------------
