@@ -125,7 +125,7 @@ def worker(settings: Settings) -> Worker:
     from streams.runtime import DeadLetters, ProjectionRuntime, instance_name
 
     name = instance_name(settings)
-    worker_dir = settings.data_dir / "worker" / settings.worker_id
+    worker_dir = settings.worker_state_dir or settings.data_dir / "worker" / settings.worker_id
     worker_dir.mkdir(parents=True, exist_ok=True)
 
     async def services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     instance_id: str = ""  # gateway / worker identity; generated when empty
+    # Several gateway processes on one port (SO_REUSEPORT: the kernel spreads new connections
+    # over them). `parley up --gateways N` sets it when N > 1; see docs/OPERATIONS.md.
+    gateway_reuse_port: bool = False
 
     # External servers (empty: started locally by `parley up`).
     kafka_bootstrap: str = ""  # host:port[,host:port]
@@ -114,6 +117,9 @@ class Settings(BaseSettings):
     # Worker
     worker_id: str = "parley-worker"  # the Faust app id, i.e. the consumer group
     table_store: str = "rocksdb://"  # "memory://" keeps worker tables in RAM only
+    # Where this worker process keeps its table state (one directory per process; empty:
+    # DATA_DIR/worker/WORKER_ID). `parley up --workers M` gives each of its workers its own.
+    worker_state_dir: Path | None = None
     # Where the worker serves its Prometheus metrics (GET /metrics on ``host``); 0 serves none.
     # `parley up` picks a free port when this is not set, and prints it.
     worker_metrics_port: int = Field(default=9400, ge=0, le=65535)

@@ -352,7 +352,10 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         recovery = getattr(app.tables, "recovery", None)
         recovered = recovery is None or recovery.completed.is_set()
         if not app.rebalancing and recovered and app.consumer.assignment():
-            await (await services()).heartbeat()
+            try:
+                await (await services()).heartbeat()
+            except Exception as exc:  # Redis is down: /ready says so; a timer that raises would crash the worker
+                log.warning("liveness not reported: %r", exc)
 
     app.timer(interval=1.0)(heartbeat)  # readiness shows within a second of the assignment
 

@@ -36,15 +36,17 @@ _UNLIMITED = {"limit": 1_000_000, "period_s": 60}
 TEST_RATE_LIMITS = {name: _UNLIMITED for name in ("login_address", "register_address", "refresh_address")}
 
 
-def up_command(data_dir: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port)]
+def up_command(data_dir: Path, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port), *extra]
 
 
-def start_up(data_dir: Path, port: int, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_up(
+    data_dir: Path, port: int, log_path: Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """`parley up` as a child that dies with this process (start it from the main thread)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            up_command(data_dir, port),
+            up_command(data_dir, port, *extra),
             cwd=REPO_ROOT,
             env=env if env is not None else dict(os.environ),
             stdin=subprocess.DEVNULL,
@@ -92,6 +94,8 @@ class Platform:
     data_dir: Path
     port: int
     log_path: Path  # the output of `parley up` itself; the servers log under data_dir/logs
+    extra_args: tuple[str, ...] = ()  # more `parley up` arguments, e.g. ("--gateways", "2")
+    rate_limits: dict[str, dict[str, int]] = field(default_factory=lambda: dict(TEST_RATE_LIMITS))
     settings: Settings = field(init=False)
     proc: subprocess.Popen[bytes] | None = None
     start_seconds: list[float] = field(default_factory=list)  # each (re)start until ready
@@ -102,8 +106,8 @@ class Platform:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        env = {**os.environ, "PARLEY_RATE_LIMITS": json.dumps(TEST_RATE_LIMITS)}
-        self.proc = start_up(self.data_dir, self.port, self.log_path, env=env)
+        env = {**os.environ, "PARLEY_RATE_LIMITS": json.dumps(self.rate_limits)}
+        self.proc = start_up(self.data_dir, self.port, self.log_path, env=env, extra=self.extra_args)
         wait_ready(self.proc, self.base_url, self.log_path)
         self.start_seconds.append(time.monotonic() - t0)
         self.settings = load_settings(self.data_dir)
@@ -141,5 +145,10 @@ def stack_settings(platform: Platform) -> Settings:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that restart the platform run last, so the others share one running platform."""
-    items.sort(key=lambda item: item.get_closest_marker("restart") is not None)
+    """Tests that restart the platform run after the others, so those share one running platform;
+    the fault-injection tier (its own platform, killing its processes) runs last of all."""
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        return item.get_closest_marker("faults") is not None, item.get_closest_marker("restart") is not None
+
+    items.sort(key=order)

@@ -57,6 +57,21 @@ def tcp_port(text: str) -> int:
     return port
 
 
+MAX_PROCESSES = 16
+
+
+def process_count(text: str) -> int:
+    """How many gateway or worker processes: 1..MAX_PROCESSES."""
+    expected = f"expected a number from 1 to {MAX_PROCESSES}"
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: {expected}") from None
+    if not 1 <= count <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"invalid count {count}: {expected}")
+    return count
+
+
 def listen_host(text: str) -> str:
     """An address to listen on: an IPv4 or IPv6 address, or a host name that resolves."""
     host = text.strip()
@@ -110,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=listen_host,
         default="127.0.0.1",
         help="address to serve HTTP and Socket.IO on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    up.add_argument(
+        "--gateways",
+        type=process_count,
+        default=1,
+        metavar="N",
+        help="gateway processes sharing the port (SO_REUSEPORT), 1..16 (default 1)",
+    )
+    up.add_argument(
+        "--workers",
+        type=process_count,
+        default=1,
+        metavar="M",
+        help="worker processes sharing the partitions in one consumer group, 1..16 (default 1)",
     )
 
     gw = sub.add_parser(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Generator
@@ -43,6 +44,24 @@ class _GatewayServer(uvicorn.Server):
         self.should_exit = True
 
 
+def shared_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other gateway processes bind too (SO_REUSEPORT): the kernel hands
+    each new connection to one of them. A Socket.IO session lives in the process that accepted it,
+    so clients of a shared port use the WebSocket transport (long-polling needs sticky sessions)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     from api.cli.context import NoPlatformError, load_settings
     from api.http.app import create_app
@@ -67,7 +86,14 @@ def run_gateway(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = _GatewayServer(config)
-    asyncio.run(server.serve())
+    sockets = None
+    if settings.gateway_reuse_port:
+        try:
+            sockets = [shared_port_socket(host, port)]
+        except OSError as exc:
+            log.error("cannot listen on %s:%d with SO_REUSEPORT: %s", host, port, exc)
+            return 1
+    asyncio.run(server.serve(sockets=sockets))
     if not server.started:
         log.error("gateway failed to start")
         return 1

@@ -1,9 +1,12 @@
 """`parley up`: the whole platform on one machine.
 
 Locks the data dir, starts the servers whose URL is empty (infra/localstack), writes run.json,
-provisions topics, bucket and indexes, starts one worker and one gateway, waits for /ready,
-then supervises: any child ending unexpectedly stops everything (exit 1); SIGINT/SIGTERM stop
-everything in order (exit 0).
+provisions topics, bucket and indexes, starts the workers (`--workers M`, one consumer group) and
+the gateways (`--gateways N`, sharing the port through SO_REUSEPORT), waits for /ready, then
+supervises. A child that ends unexpectedly is restarted from the same command line, on the same
+data (a broker or mongod after a crash, a worker whose partitions another worker took meanwhile);
+one that dies `RestartPolicy.max_restarts` times within its window stops everything (exit 1).
+SIGINT/SIGTERM stop everything in order (exit 0).
 """
 
 from __future__ import annotations
@@ -25,13 +28,12 @@ from infra.localstack.ports import cannot_listen_on, free_port, port_is_free
 from infra.localstack.runfile import RunInfo, remove_run_info, settings_env, write_run_info
 from infra.localstack.servers import ServerStartError
 from infra.localstack.stack import LocalStack
-from infra.localstack.supervisor import Child, Supervisor, indent
+from infra.localstack.supervisor import Child, RestartPolicy, Supervisor, indent
 from infra.provision import provision
 from infra.redis_client import redis_client, worker_key_pattern
 from infra.settings import Settings
 
-READY_TIMEOUT_S = 180.0  # the first consumer-group join on Tansu is slow
-PLATFORM_PROCESSES = ("worker", "gateway")
+READY_TIMEOUT_S = 180.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -41,10 +43,12 @@ def _say(message: str) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
-    return asyncio.run(_up(data_dir, port=args.port, host=args.host))
+    gateways: int = getattr(args, "gateways", 1)
+    workers: int = getattr(args, "workers", 1)
+    return asyncio.run(_up(data_dir, port=args.port, host=args.host, gateways=gateways, workers=workers))
 
 
-async def _up(data_dir: Path, port: int, host: str) -> int:
+async def _up(data_dir: Path, port: int, host: str, gateways: int = 1, workers: int = 1) -> int:
     # Before the data dir is created or locked: a host this machine cannot listen on is bad input.
     problem = cannot_listen_on(host)
     if problem is not None:
@@ -68,7 +72,7 @@ async def _up(data_dir: Path, port: int, host: str) -> int:
         if not port_is_free(port, host):
             _say(f"port {port} on {host} is already in use (choose another with --port)")
             return 1
-        return await _Platform(settings, dd).run()
+        return await _Platform(settings, dd, gateways=gateways, workers=workers).run()
 
 
 def _connect_host(host: str) -> str:
@@ -90,12 +94,22 @@ async def _http_get(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(get)
 
 
+def process_names(kind: str, count: int) -> list[str]:
+    """`worker` alone, or `worker-1` .. `worker-M` (the names of their logs, too)."""
+    return [kind] if count == 1 else [f"{kind}-{i}" for i in range(1, count + 1)]
+
+
 class _Platform:
-    def __init__(self, settings: Settings, data_dir: DataDir) -> None:
+    def __init__(self, settings: Settings, data_dir: DataDir, gateways: int = 1, workers: int = 1) -> None:
         self.settings = settings
         self.data_dir = data_dir
+        self.gateways = gateways
+        self.workers = workers
         self.supervisor = Supervisor()
+        self.policy = RestartPolicy()
         self.gateway_url = f"http://{_connect_host(settings.host)}:{settings.port}"
+        self.info: RunInfo | None = None
+        self.metrics_urls: list[str] = []
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -145,7 +159,8 @@ class _Platform:
             # Not chosen by the user: a free one, so that several platforms run side by side.
             resolved = resolved.model_copy(update={"worker_metrics_port": free_port(_connect_host(self.settings.host))})
         info = RunInfo(pid=os.getpid(), settings_env=settings_env(resolved), gateway_url=self.gateway_url)
-        write_run_info(self.data_dir, info)
+        self.info = info
+        self._write_run_info()
         try:
             await provision(resolved)
             if not self.settings.external()["redis"]:
@@ -155,17 +170,7 @@ class _Platform:
             return 1
         t_provisioned = time.monotonic()
 
-        env = {**os.environ, **info.settings_env}
-        for name in PLATFORM_PROCESSES:
-            # The user's working dir: `-m api.cli.main` must resolve as it did for this process.
-            self.supervisor.start(
-                name,
-                [sys.executable, "-m", "api.cli.main", name],
-                kind="process",
-                env=env,
-                log_path=self.data_dir.log_file(name),
-                cwd=Path.cwd(),
-            )
+        self._start_processes(resolved, {**os.environ, **info.settings_env})
         code = await self._wait_ready()
         if code != 0:
             return code
@@ -174,20 +179,64 @@ class _Platform:
             f"parley: ready at {self.gateway_url} (data dir {self.data_dir.root}, logs in {self.data_dir.logs})",
             flush=True,
         )
-        if resolved.worker_metrics_port:
-            metrics_url = f"http://{_connect_host(self.settings.host)}:{resolved.worker_metrics_port}/metrics"
-            _say(f"worker metrics at {metrics_url} (gateway metrics at {self.gateway_url}/metrics)")
+        if self.metrics_urls:
+            _say(f"worker metrics at {', '.join(self.metrics_urls)} (gateway metrics at {self.gateway_url}/metrics)")
         _say(
             f"started in {t_ready - t0:.1f} s (servers {t_servers - t0:.1f} s, "
             f"provisioning {t_provisioned - t_servers:.1f} s, "
-            f"worker and gateway {t_ready - t_provisioned:.1f} s)"
+            f"workers and gateways {t_ready - t_provisioned:.1f} s)"
         )
         while True:
             dead = self.supervisor.first_unexpected_exit()
             if dead is not None:
-                _say(_unexpected(dead))
-                return 1
+                delay = self.policy.delay(dead, time.monotonic())
+                if delay is None:
+                    _say(
+                        f"{_unexpected(dead)}\n(it ended {self.policy.max_restarts} times within "
+                        f"{self.policy.window_s:.0f} s: not restarted again)"
+                    )
+                    return 1
+                _say(f"{dead.name} {dead.how_it_ended()}: restarting it in {delay:.1f} s (log: {dead.log_path})")
+                await asyncio.sleep(delay)
+                self.supervisor.restart(dead)
+                self._write_run_info()
+                continue
             await asyncio.sleep(0.25)
+
+    def _start_processes(self, resolved: Settings, env: dict[str, str]) -> None:
+        """The workers, then the gateways, each with its own log, state dir and metrics port."""
+        host = _connect_host(self.settings.host)
+        chosen_metrics = "worker_metrics_port" in self.settings.model_fields_set
+        for i, name in enumerate(process_names("worker", self.workers)):
+            port = resolved.worker_metrics_port
+            if i > 0 and port:
+                port = port + i if chosen_metrics else free_port(host)
+            state_dir = self.data_dir.root / "worker" / resolved.worker_id / name
+            own = {"PARLEY_WORKER_METRICS_PORT": str(port), "PARLEY_WORKER_STATE_DIR": str(state_dir)}
+            self._start(name, "worker", {**env, **own})
+            if port:
+                self.metrics_urls.append(f"http://{host}:{port}/metrics")
+        shared = {"PARLEY_GATEWAY_REUSE_PORT": "true"} if self.gateways > 1 else {}
+        for name in process_names("gateway", self.gateways):
+            self._start(name, "gateway", {**env, **shared})
+        self._write_run_info()
+
+    def _start(self, name: str, command: str, env: dict[str, str]) -> None:
+        # The user's working dir: `-m api.cli.main` must resolve as it did for this process.
+        self.supervisor.start(
+            name,
+            [sys.executable, "-m", "api.cli.main", command],
+            kind="process",
+            env=env,
+            log_path=self.data_dir.log_file(name),
+            cwd=Path.cwd(),
+        )
+
+    def _write_run_info(self) -> None:
+        if self.info is not None:
+            self.info.processes.clear()
+            self.info.processes.update({c.name: c.pid for c in self.supervisor.children})
+            write_run_info(self.data_dir, self.info)
 
     async def _wait_ready(self) -> int:
         url = f"{self.gateway_url}/ready"

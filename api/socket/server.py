@@ -22,6 +22,9 @@ def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
         max_http_buffer_size=settings.socket_max_frame_bytes,
         # Bounds JSON nesting: a too-deep payload is acked `invalid` instead of dropped.
         serializer=BoundedPacket,
+        # Gateways sharing a port (SO_REUSEPORT) cannot follow a long-polling session from one
+        # connection to the next: WebSocket only, so such a client fails at once and clearly.
+        transports=["websocket"] if settings.gateway_reuse_port else ["polling", "websocket"],
         logger=False,
         engineio_logger=False,
     )

@@ -102,14 +102,18 @@ class Child:
 
 
 def start_platform(
-    data_dir: Path, log_path: Path, rate_limits: dict[str, dict[str, int]] | None = None
+    data_dir: Path,
+    log_path: Path,
+    rate_limits: dict[str, dict[str, int]] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[Child, str]:
     """`parley up` on a fresh data dir and a free port, once /ready answers 200; and its URL.
 
-    `rate_limits` replace the bench's (limits no bench reaches on the commands, queries and auth)."""
+    `rate_limits` replace the bench's (limits no bench reaches on the commands, queries and auth);
+    `extra` are more arguments of `parley up` (e.g. ``("--gateways", "2")``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port)]
+    argv = [sys.executable, "-m", "api.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port), *extra]
     child = Child("parley up", argv, log_path, env={"PARLEY_RATE_LIMITS": json.dumps(rate_limits or BENCH_RATE_LIMITS)})
     try:
         child.wait_http(f"{url}/ready", READY_TIMEOUT_S)

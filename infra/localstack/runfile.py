@@ -2,15 +2,17 @@
 
 ```
 {"pid": 1234, "gateway_url": "http://127.0.0.1:8000",
- "settings_env": {"PARLEY_KAFKA_BOOTSTRAP": "127.0.0.1:41234", "PARLEY_MONGO_URL": "mongodb://...", ...}}
+ "settings_env": {"PARLEY_KAFKA_BOOTSTRAP": "127.0.0.1:41234", "PARLEY_MONGO_URL": "mongodb://...", ...},
+ "processes": {"kafka (kafka)": 1240, "worker": 1250, "gateway": 1251, ...}}
 ```
-`settings_env` is also the environment the worker and gateway children get.
+`settings_env` is also the environment the worker and gateway children get. `processes` names every
+child of `parley up` with its current pid (rewritten when a child is restarted).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra.localstack.datadir import DataDir, read_json_object, write_private_json
@@ -63,9 +65,15 @@ class RunInfo:
     pid: int
     settings_env: dict[str, str]
     gateway_url: str
+    processes: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "settings_env": self.settings_env, "gateway_url": self.gateway_url}
+        return {
+            "pid": self.pid,
+            "settings_env": self.settings_env,
+            "gateway_url": self.gateway_url,
+            "processes": self.processes,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
@@ -76,6 +84,7 @@ class RunInfo:
             pid=int(data["pid"]),
             settings_env={str(k): str(v) for k, v in env.items()},
             gateway_url=str(data["gateway_url"]),
+            processes={str(k): int(v) for k, v in dict(data.get("processes") or {}).items()},
         )
 
 

@@ -2,7 +2,11 @@
 
 Every child dies with its parent (PR_SET_PDEATHSIG=SIGKILL), runs in its own process group
 (a Ctrl-C in the terminal reaches only `parley up`, which then stops the children in order)
-and writes stdout and stderr to one log file.
+and writes stdout and stderr to one log file (appended to across restarts).
+
+A child that ends without being asked to can be started again from the same command line
+(`Supervisor.restart`); `RestartPolicy` says when that is worth doing and when a child that
+keeps dying should stop everything instead.
 
 PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so children must be
 started from the main thread (never from `asyncio.to_thread`).
@@ -19,6 +23,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,17 +72,48 @@ def last_lines(text: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a child is started: enough to start it again."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    log_path: Path
+    cwd: Path
+
+    def popen(self, name: str) -> tuple[subprocess.Popen[bytes], int]:
+        """The started process, and the byte offset in its log where this run's output begins."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== parley: starting {name} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log.flush()
+            start = log.tell()
+            proc = subprocess.Popen(
+                list(self.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(self.env),
+                cwd=self.cwd,
+                process_group=0,
+                preexec_fn=die_with_parent(),
+            )
+        return proc, start
+
+
 @dataclass
 class Child:
-    name: str  # what messages call it, e.g. "mongo (mongod)" or "worker"
+    name: str  # what messages call it, e.g. "mongo (mongod)" or "worker-1"
     kind: Kind
     proc: subprocess.Popen[bytes]
     log_path: Path
     log_start: int  # byte offset where this run's output begins
+    launch: Launch | None = None  # None: cannot be restarted
     stopping: bool = False
     killed: bool = False  # needed SIGKILL after the grace period
     # Turns this run's log into the few lines worth showing (default: the last lines).
     summarize: Callable[[str], str] | None = None
+    restarts: deque[float] = field(default_factory=deque)  # monotonic times of recent restarts
 
     @property
     def pid(self) -> int:
@@ -124,6 +160,32 @@ class Child:
         return code if code is not None else self.proc.wait()
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restart a child that died, unless it died `max_restarts` times within `window_s` seconds
+    (then it is broken, not unlucky, and the platform stops). Restarts wait a little longer each
+    time: `backoff_s` doubled per recent restart, at most `max_backoff_s`."""
+
+    max_restarts: int = 5
+    window_s: float = 60.0
+    backoff_s: float = 0.5
+    max_backoff_s: float = 5.0
+
+    def recent(self, child: Child, now: float) -> int:
+        while child.restarts and now - child.restarts[0] > self.window_s:
+            child.restarts.popleft()
+        return len(child.restarts)
+
+    def delay(self, child: Child, now: float) -> float | None:
+        """Seconds to wait before restarting `child`, or None when it must not be restarted."""
+        if child.launch is None:
+            return None
+        recent = self.recent(child, now)
+        if recent >= self.max_restarts:
+            return None
+        return float(min(self.max_backoff_s, self.backoff_s * (2**recent)))
+
+
 def indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
@@ -150,24 +212,23 @@ class Supervisor:
         log_path: Path,
         cwd: Path,
     ) -> Child:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            log.write(f"\n===== parley: starting {name} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-            log.flush()
-            start = log.tell()
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-                cwd=cwd,
-                process_group=0,
-                preexec_fn=die_with_parent(),
-            )
-        child = Child(name=name, kind=kind, proc=proc, log_path=log_path, log_start=start)
+        launch = Launch(tuple(argv), dict(env), log_path, cwd)
+        proc, start = launch.popen(name)
+        child = Child(name=name, kind=kind, proc=proc, log_path=log_path, log_start=start, launch=launch)
         self.children.append(child)
         return child
+
+    def restart(self, child: Child) -> None:
+        """Start an ended child again from its command line (same log file, same place in the order)."""
+        if child.launch is None:
+            raise RuntimeError(f"{child.name} cannot be restarted")
+        if child.exit_code() is None:
+            raise RuntimeError(f"{child.name} is still running")
+        child.proc, child.log_start = child.launch.popen(child.name)
+        child.restarts.append(time.monotonic())
+
+    def find(self, name: str) -> Child | None:
+        return next((c for c in self.children if c.name == name), None)
 
     def first_unexpected_exit(self) -> Child | None:
         """A child that ended without being asked to."""

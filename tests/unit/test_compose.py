@@ -477,3 +477,20 @@ def test_the_dashboard_and_its_data_source_are_provisioned_where_compose_mounts_
     mounts = volume_mounts(services()["grafana"])
     assert mounts[provider["options"]["path"]] == "./infra/observability/grafana/dashboards"
     assert mounts["/etc/grafana/provisioning"] == "./infra/observability/grafana/provisioning"
+
+
+def test_clients_reach_both_gateways_through_one_balancer_port_only() -> None:
+    s = services()
+    gateways = sorted(n for n, v in parley_services().items() if v.get("command", [None])[0] == "gateway")
+    assert all("ports" not in s[n] for n in gateways), "a published gateway port would bypass the balancer"
+    assert all(s[n]["environment"]["FORWARDED_ALLOW_IPS"] == "*" for n in gateways)
+    balancer = s["balancer"]
+    assert balancer["ports"] == ["8000:8000"]
+    assert set(balancer["depends_on"]) == set(gateways)
+    mount = next(v for v in balancer["volumes"] if v.endswith(":/etc/nginx/nginx.conf:ro"))
+    conf = (ROOT / mount.split(":")[0]).read_text()
+    upstream = re.search(r"upstream gateways \{(.*?)\}", conf, re.DOTALL)
+    assert upstream is not None
+    assert "ip_hash;" in upstream[1], "long-polling sessions need a client to stick to one gateway"
+    assert re.findall(r"server (\S+):8000", upstream[1]) == gateways
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf  # WebSockets pass through
