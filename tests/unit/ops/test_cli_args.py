@@ -50,6 +50,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ["up", "--host", ""],
         ["up", "--host", "no-such-host.invalid"],
         ["up", "--host", "8.8.8.8"],  # a valid address, but not one of this machine's
+        ["up", "--gateways", "0"],
+        ["up", "--gateways", "17"],
+        ["up", "--workers", "two"],
+        ["up", "--workers", "-1"],
     ],
 )
 def test_bad_up_arguments_touch_no_disk(tmp_path: Path, argv: list[str]) -> None:
@@ -58,7 +62,7 @@ def test_bad_up_arguments_touch_no_disk(tmp_path: Path, argv: list[str]) -> None
     assert result.returncode == 2, result.stderr
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) == 1, lines
-    assert ("--port" in lines[0] or "--host" in lines[0]) and "Traceback" not in lines[0]
+    assert argv[1] in lines[0] and "Traceback" not in lines[0]
     assert not data_dir.exists()
     assert list(tmp_path.iterdir()) == []
 
