@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 from typing import Any
 
 import httpx
 import socketio
 
 PASSWORD = "bench-password-1"
+REGISTER_ATTEMPTS = 10
 
 
 async def user(http: httpx.AsyncClient, name: str, display_name: str | None = None) -> tuple[str, str]:
@@ -15,12 +19,30 @@ async def user(http: httpx.AsyncClient, name: str, display_name: str | None = No
     body: dict[str, str] = {"username": name, "password": PASSWORD}
     if display_name is not None:
         body["display_name"] = display_name
-    r = await http.post("/auth/register", json=body)
-    r.raise_for_status()
-    user_id = str(r.json()["user_id"])
+    unanswered = False
+    for attempt in range(REGISTER_ATTEMPTS):
+        # 503: the command was not answered in time (a worker still joining its group right after
+        # start). It may still have been decided, so a retry can find the name taken by itself.
+        r = await http.post("/auth/register", json=body)
+        if r.status_code != 503 or attempt == REGISTER_ATTEMPTS - 1:
+            break
+        unanswered = True
+        await asyncio.sleep(0.5 * (attempt + 1))
+    if not (unanswered and r.status_code == 409):
+        r.raise_for_status()
+    registered = r
     r = await http.post("/auth/login", json={"username": name, "password": PASSWORD})
     r.raise_for_status()
+    token = str(r.json()["access_token"])
+    user_id = str(registered.json()["user_id"]) if registered.status_code == 201 else _subject(token)
     return user_id, str(r.json()["access_token"])
+
+
+def _subject(token: str) -> str:
+    """The user id an access token names (its `sub` claim; read, not verified)."""
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(claims["sub"])
 
 
 async def connect(url: str, token: str) -> socketio.AsyncClient:

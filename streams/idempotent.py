@@ -9,11 +9,14 @@ same event twice at two offsets because of the producer itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger("parley.worker")
 
 IDEMPOTENT_PRODUCER: Mapping[str, Any] = {"acks": "all", "enable_idempotence": True}
 # Table writes wait in Faust's producer buffer for their changelog send; past its size (100 by
@@ -45,9 +48,52 @@ class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+def head_gap_blocks_commit(acked: Iterable[int], committed: int | None, gaps: Iterable[Any]) -> bool:
+    """Whether offsets between the committed offset and the lowest acked one are still unprocessed.
+
+    ``committed`` is the next offset to read; ``gaps`` are the intervals (``begin``, ``end``) of
+    offsets the log itself skips (seen missing by the fetcher), which count as processed. An offset
+    that was fetched but never acked (a record Faust skips because it was fetched under the previous
+    consumer generation) is a real hole: committing past it would lose it.
+    """
+    offsets = sorted(acked)
+    if not offsets or committed is None or offsets[0] <= committed:
+        return False
+    covered_to = committed
+    for begin, end in sorted((int(g.begin), int(g.end)) for g in gaps):
+        if begin > covered_to:
+            break
+        covered_to = max(covered_to, end)
+    return covered_to < offsets[0]
+
+
 class PromptConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, with ``PromptConsumerThread`` and a commit that never skips a hole.
+
+    Faust decides what to commit from the acked offsets: the first run of consecutive ones, unless
+    the run starts more than one past the committed offset. That check is off by one: with offset
+    16 committed (next to read) and 16 never acked, acks of 17 and 18 commit 19, and record 16 is
+    never processed. It happens after two rebalances in a row (a worker frozen past its session,
+    then back): a record fetched under the first generation is skipped, unacked, under the
+    second. Here the commit waits instead; the rebalance's seek to the committed offset reads the
+    record again.
+    """
+
     def _new_consumer_thread(self) -> Any:
         return PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    _holding: set[tuple[Any, int | None]]
+
+    def _new_offset(self, tp: Any) -> int | None:
+        committed = self._committed_offset[tp]
+        if head_gap_blocks_commit(self._acked[tp], committed, self._gap[tp]):
+            held = self.__dict__.setdefault("_holding", set())
+            if (tp, committed) not in held:
+                held.add((tp, committed))
+                log.info("commit of %s held at %s: a record there was fetched but not processed", tp, committed)
+            return None
+        offset: int | None = super()._new_offset(tp)
+        return offset
 
 
 class IdempotentTransport(faust_aiokafka.Transport):

@@ -30,7 +30,7 @@ from infra.localstack.servers import ServerStartError
 from infra.localstack.stack import LocalStack
 from infra.localstack.supervisor import Child, RestartPolicy, Supervisor, indent
 from infra.provision import provision
-from infra.redis_client import redis_client, worker_key_pattern
+from infra.redis_client import live_workers, redis_client, worker_key_pattern
 from infra.settings import Settings
 
 READY_TIMEOUT_S = 180.0
@@ -170,8 +170,13 @@ class _Platform:
             return 1
         t_provisioned = time.monotonic()
 
+        if self.workers > resolved.partitions:
+            _say(
+                f"{self.workers} workers for {resolved.partitions} partitions: "
+                f"{self.workers - resolved.partitions} will stay idle (PARLEY_PARTITIONS sets the partition count)"
+            )
         self._start_processes(resolved, {**os.environ, **info.settings_env})
-        code = await self._wait_ready()
+        code = await self._wait_ready(resolved)
         if code != 0:
             return code
         t_ready = time.monotonic()
@@ -238,7 +243,9 @@ class _Platform:
             self.info.processes.update({c.name: c.pid for c in self.supervisor.children})
             write_run_info(self.data_dir, self.info)
 
-    async def _wait_ready(self) -> int:
+    async def _wait_ready(self, resolved: Settings) -> int:
+        """Until /ready answers 200 and every worker has its share of the partitions (the group
+        has settled: a command sent now is not held up by a rebalance)."""
         url = f"{self.gateway_url}/ready"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -248,7 +255,12 @@ class _Platform:
                 return 1
             status, body = await _http_get(url)
             if status == 200:
-                return 0
+                # A worker beyond the partition count gets none, and never reports in.
+                expected = min(self.workers, resolved.partitions)
+                workers = await _live_workers(resolved)
+                if workers >= expected:
+                    return 0
+                status, body = 503, f"{workers} of {expected} workers hold partitions"
             if time.monotonic() > deadline:
                 tails = "\n".join(
                     f"  {c.name} (log: {c.log_path}):\n{indent(c.tail(10))}"
@@ -258,6 +270,17 @@ class _Platform:
                 _say(f"not ready after {READY_TIMEOUT_S:.0f} s: GET {url} answered {status}: {body}\n{tails}")
                 return 1
             await asyncio.sleep(0.5)
+
+
+async def _live_workers(settings: Settings) -> int:
+    """How many workers report a settled assignment (their liveness keys in Redis)."""
+    client = redis_client(settings)
+    try:
+        return len(await live_workers(client, settings))
+    except Exception:  # Redis not answering yet: /ready says why
+        return 0
+    finally:
+        await client.aclose()
 
 
 async def _forget_previous_workers(settings: Settings) -> None:

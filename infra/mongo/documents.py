@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from bson.errors import InvalidDocument
-from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -86,10 +86,15 @@ class Positions:
         if not offsets or not names:
             return
         now = _now()
+        # Never backwards: a worker that was paused past its session (its partitions went to
+        # another) may finish an old batch after the new owner has saved further positions.
         ops = [
-            ReplaceOne(
+            UpdateOne(
                 {"_id": f"{name}:{topic}:{partition}"},
-                {"name": name, "topic": topic, "partition": partition, "offset": offset, "updated_at": now},
+                {
+                    "$max": {"offset": offset},
+                    "$set": {"name": name, "topic": topic, "partition": partition, "updated_at": now},
+                },
                 upsert=True,
             )
             for name in names
