@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from infra.redis_client import read_messages
+from infra.redis_client import close_pubsub, read_messages
 from infra.settings import Settings
 
 log = logging.getLogger("parley.applied_versions")
@@ -86,7 +86,7 @@ class AppliedVersionsSubscriber:
             self._task = None
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await close_pubsub(self._pubsub)
             self._pubsub = None
 
     async def _read(self, pubsub: PubSub) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -79,3 +80,8 @@ async def read_messages(pubsub: PubSub, on_data: Callable[[bytes | str], None], 
             on_data(message["data"])
         except Exception:
             log.exception("a message of %s was not taken", what)
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    """Close a pub/sub connection (typed as untyped by some redis-py releases, typed by others)."""
+    await cast(Any, pubsub).aclose()

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from domain.envelope import CommandEnvelope, Outcome, Rejection
 from infra.kafka.codec import encode_command, encode_rejection
-from infra.redis_client import read_messages
+from infra.redis_client import close_pubsub, read_messages
 from infra.replies import reply_channel
 from infra.settings import Settings
 
@@ -72,7 +72,7 @@ class CommandBus:
         try:
             await pubsub.subscribe(reply_channel(self._settings, self.instance_id))
         except RedisError as exc:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
             if self._shared_redis is None:
                 await redis.aclose()
             raise Unavailable(f"cannot subscribe to outcomes: {exc}") from exc
@@ -89,7 +89,7 @@ class CommandBus:
                 ),
             )
         except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
             if self._shared_redis is None:
                 await redis.aclose()
             raise
@@ -110,7 +110,7 @@ class CommandBus:
         self._pending.clear()
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await close_pubsub(self._pubsub)
         if self._redis is not None and self._shared_redis is None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
