@@ -112,6 +112,7 @@ def worker(settings: Settings) -> Worker:
     """The worker's Faust app and metrics; its clients are built lazily inside the worker's event loop."""
     # Imported here: a gateway process never loads Faust or the projection runtime.
     from infra.applied_versions import RedisAppliedVersions
+    from infra.kafka.log_reader import KafkaRecordSource
     from infra.media_sweeper import MediaSweeper
     from infra.mongo.audit_trail import AuditTrail
     from infra.mongo.documents import Positions, ProjectionRegistry
@@ -144,6 +145,7 @@ def worker(settings: Settings) -> Worker:
             search=SearchStore(search_client(settings), alias_names(settings), aliases=True),
             partners=MongoConversationPartners(db, registry),
             authz=RedisAuthzCache(redis, authz_prefix(settings)),
+            log_source=KafkaRecordSource(settings),
         )
         sweeper = MediaSweeper(settings, ReadModels(db), S3ObjectStore(settings), db)
 

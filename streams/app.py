@@ -237,6 +237,9 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         t_append = time.perf_counter()
         # A table write goes to the changelog partition of the current event: the command's own.
         save_batch(decided, stores, lambda i: _as_current(sources[i]))
+        # The table writes are durable before anyone hears of the outcome: a worker that takes the
+        # partition over (this one stopped or died) recovers state that includes every answered command.
+        await _until_acknowledged("saving the state of a batch", app.producer.flush)
         t_save = time.perf_counter()
         await _reply([item.result.outcome for item in decided if item.command.reply_to])
         done = time.perf_counter()

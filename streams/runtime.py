@@ -25,6 +25,7 @@ from domain.envelope import EventEnvelope, Rejection
 from domain.keys import keys_user_in
 from infra.kafka.codec import decode_event, decode_rejection
 from infra.logging import correlation_id_var, message_type_var
+from infra.mongo.audit_trail import AUDIT
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, refusals
 from infra.settings import Settings
 from projections.base import Doc, DocumentProjection, OnEvent
@@ -70,6 +71,61 @@ class AuthzGenerations(Protocol):
     async def forget_media(self, media_id: str) -> None: ...
 
 
+class RecordSource(Protocol):
+    """Reads records back from the log: ``[start, end)`` of one partition of a topic."""
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Record]: ...
+
+
+class SavedPositions(Protocol):
+    async def load(self, name: str, topic: str) -> dict[int, int]: ...
+
+
+@dataclass
+class Holes:
+    """Records that never reached this worker, read back from the log before the batch after them.
+
+    The consumer can deliver a batch that starts past a record nobody processed (a batch cancelled
+    by a shutdown is acked all the same by Faust's ``take_events``; a rebalance can commit past a
+    skipped record). The runtime knows better: per partition, the offset after the last record it
+    applied, and the position saved by whichever worker applied the partition last. A batch that
+    starts beyond both is preceded by what lies between, read from the log, so no event is ever
+    left out of the read models or the trail. Everything downstream is idempotent, so reading a
+    little too much (another worker applied it meanwhile) costs time, never correctness.
+    """
+
+    source: RecordSource
+    positions: SavedPositions
+    _next: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    async def complete(self, topic: str, position_name: str, records: Sequence[Record]) -> list[Record]:
+        firsts: dict[int, int] = {}
+        for record in records:
+            firsts[record.partition] = min(firsts.get(record.partition, record.offset), record.offset)
+        suspect = {p: first for p, first in firsts.items() if first > self._next.get((topic, p), -1)}
+        if not suspect:
+            return list(records)
+        saved = await _retry_transient(partial(self.positions.load, position_name, topic))
+        missing: list[Record] = []
+        for partition, first in sorted(suspect.items()):
+            expected = max(self._next.get((topic, partition), 0), saved.get(partition, 0))
+            if first > expected:
+                log.warning(
+                    "records %s:%d at offsets %d..%d never reached this worker: read back from the log",
+                    topic,
+                    partition,
+                    expected,
+                    first - 1,
+                )
+                missing += await _retry_transient(partial(self.source.read, topic, partition, expected, first))
+        return [*missing, *records]
+
+    def applied(self, topic: str, records: Sequence[Record]) -> None:
+        for record in records:
+            key = (topic, record.partition)
+            self._next[key] = max(self._next.get(key, 0), record.offset + 1)
+
+
 class Trail(Protocol):
     async def append(self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]) -> int: ...
 
@@ -92,7 +148,21 @@ class ProjectionRuntime:
     search: Store | None = None
     partners: ConversationPartners | None = None  # default: the conversations read model of ``database``
     authz: AuthzGenerations | None = None  # cached media download decisions, invalidated here
+    # Reads back records the consumer skipped (see Holes); None: batches are taken as delivered.
+    log_source: RecordSource | None = None
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
+    _holes: Holes | None = None
+
+    async def _complete(self, topic: str, position_name: str, records: Sequence[Record]) -> Sequence[Record]:
+        if self.log_source is None:
+            return records
+        if self._holes is None:
+            self._holes = Holes(self.log_source, self.positions)
+        return await self._holes.complete(topic, position_name, records)
+
+    def _done(self, topic: str, records: Sequence[Record]) -> None:
+        if self._holes is not None:
+            self._holes.applied(topic, records)
 
     async def _store(self, name: str) -> DocumentStore:
         collection = await self.registry.live_collection(name)
@@ -108,6 +178,12 @@ class ProjectionRuntime:
         return Projector(self.settings.events_topic, decode_event, self.dead_letters, transient=_retry_transient)
 
     async def events_batch(self, records: Sequence[Record]) -> None:
+        topic = self.settings.events_topic
+        records = await self._complete(topic, list(self.projections)[-1], records)
+        await self._events_batch(records)
+        self._done(topic, records)
+
+    async def _events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
         runner = self.runner
         decoded = await runner.decode_batch(records)
@@ -185,6 +261,7 @@ class ProjectionRuntime:
     async def rejections_batch(self, records: Sequence[Record], topic: str | None = None) -> None:
         """Refused commands (the workers' rejections, or with ``topic`` the gateways' refusals)."""
         topic = topic or self.settings.rejections_topic
+        records = await self._complete(topic, AUDIT, records)
         decoded: list[tuple[int, int, EventEnvelope | Rejection]] = []
         for record in records:
             try:
@@ -195,6 +272,7 @@ class ProjectionRuntime:
                 )
         if decoded:
             await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
+        self._done(topic, records)
 
     def _projector(self, name: str, on_event: OnEvent | None) -> Apply:
         async def apply(items: Sequence[Item]) -> int:

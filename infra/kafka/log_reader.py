@@ -39,6 +39,7 @@ from infra.kafka.offsets import (
     topic_partitions,
 )
 from infra.settings import Settings
+from projections.runner import Record as RunnerRecord
 
 log = logging.getLogger(__name__)
 
@@ -335,3 +336,19 @@ class LogReader:
                 heapq.heappush(heap, (key(nxt), p, nxt.offset, nxt))
             elif p in active:
                 pending.add(p)
+
+
+class KafkaRecordSource:
+    """``streams.runtime.RecordSource`` over the log: what the worker's consumer skipped, read back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[RunnerRecord]:
+        out: list[RunnerRecord] = []
+        async with LogReader(self._settings, topic, client_id="parley-worker-holes") as reader:
+            async for batch in reader.raw_batches(
+                start={partition: start}, end={partition: end}, partitions=[partition]
+            ):
+                out += [RunnerRecord(r.partition, r.offset, r.value) for r in batch if r.value is not None]
+        return out

@@ -1,0 +1,64 @@
+"""The projection runtime reads back, from the log, records its consumer skipped."""
+
+from __future__ import annotations
+
+from projections.runner import Record
+from streams.runtime import Holes
+
+TOPIC = "parley.events"
+
+
+class Log:
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, int, int, int]] = []
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+        self.reads.append((topic, partition, start, end))
+        return [Record(partition, offset, f"{partition}@{offset}".encode()) for offset in range(start, end)]
+
+
+class Saved:
+    def __init__(self, positions: dict[int, int]) -> None:
+        self.positions = positions
+        self.loads = 0
+
+    async def load(self, name: str, topic: str) -> dict[int, int]:
+        self.loads += 1
+        return dict(self.positions)
+
+
+def batch(partition: int, *offsets: int) -> list[Record]:
+    return [Record(partition, o, f"{partition}@{o}".encode()) for o in offsets]
+
+
+async def test_a_batch_that_starts_past_the_saved_position_is_preceded_by_what_it_skipped() -> None:
+    log, saved = Log(), Saved({0: 16, 1: 40})
+    holes = Holes(log, saved)
+    records = batch(0, 17, 18) + batch(1, 40, 41)
+    completed = await holes.complete(TOPIC, "conversations", records)
+    assert [(r.partition, r.offset) for r in completed] == [(0, 16), (0, 17), (0, 18), (1, 40), (1, 41)]
+    assert log.reads == [(TOPIC, 0, 16, 17)]
+
+
+async def test_once_applied_the_next_batch_is_taken_as_delivered_without_asking() -> None:
+    log, saved = Log(), Saved({0: 10})
+    holes = Holes(log, saved)
+    first = batch(0, 10, 11)
+    assert await holes.complete(TOPIC, "conversations", first) == first
+    holes.applied(TOPIC, first)
+    loads = saved.loads
+    again = batch(0, 11, 12)  # a redelivery overlapping what was applied: fine
+    assert await holes.complete(TOPIC, "conversations", again) == again
+    assert saved.loads == loads and log.reads == []
+    later = batch(0, 15)  # 12..14 never came
+    assert [r.offset for r in await holes.complete(TOPIC, "conversations", later)] == [12, 13, 14, 15]
+
+
+async def test_another_workers_progress_counts() -> None:
+    # This worker applied up to 10 long ago; the partition moved away and back, and the other
+    # worker saved 30: a batch from 30 is no hole, one from 32 misses 30 and 31 only.
+    log, saved = Log(), Saved({0: 30})
+    holes = Holes(log, saved)
+    holes.applied(TOPIC, batch(0, 9))
+    assert await holes.complete(TOPIC, "conversations", batch(0, 30)) == batch(0, 30)
+    assert [r.offset for r in await holes.complete(TOPIC, "conversations", batch(0, 32))] == [30, 31, 32]
