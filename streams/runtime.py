@@ -179,7 +179,8 @@ class ProjectionRuntime:
 
     async def events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
-        records = await self._complete(topic, list(self.projections)[-1], records)
+        names = list(self.projections)  # their positions are saved together; none: the trail's own
+        records = await self._complete(topic, names[-1] if names else AUDIT, records)
         await self._events_batch(records)
         self._done(topic, records)
 
