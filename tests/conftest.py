@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +131,13 @@ class Platform:
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
-    p = Platform(data_dir=root / "data", port=free_port(), log_path=root / "up.log")
+    with running(Platform(data_dir=root / "data", port=free_port(), log_path=root / "up.log")) as p:
+        yield p
+
+
+@contextmanager
+def running(p: Platform) -> Iterator[Platform]:
+    """Start `p`, and stop it at the end; a stop that is not clean (exit 0 on SIGTERM) fails."""
     p.start()
     try:
         yield p

@@ -34,6 +34,8 @@ from infra.redis_client import live_workers, redis_client, worker_key_pattern
 from infra.settings import Settings
 
 READY_TIMEOUT_S = 180.0
+CANCEL_WAIT_S = 5.0
+LIVENESS_CHECK_S = 2.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -131,7 +133,8 @@ class _Platform:
             else:
                 _say(f"{received[0].name}: stopping")
                 work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
+                # Whatever it was waiting on, stopping the children must not wait for it for long.
+                await asyncio.wait({work}, timeout=CANCEL_WAIT_S)
                 code = 0
         finally:
             stopped.cancel()
@@ -276,7 +279,8 @@ async def _live_workers(settings: Settings) -> int:
     """How many workers report a settled assignment (their liveness keys in Redis)."""
     client = redis_client(settings)
     try:
-        return len(await live_workers(client, settings))
+        async with asyncio.timeout(LIVENESS_CHECK_S):
+            return len(await live_workers(client, settings))
     except Exception:  # Redis not answering yet: /ready says why
         return 0
     finally:

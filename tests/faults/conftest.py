@@ -22,7 +22,7 @@ from bench.steady import SenderSpec
 from infra.localstack.datadir import DataDir
 from infra.localstack.ports import free_port
 from infra.localstack.runfile import read_run_info
-from tests.conftest import Platform
+from tests.conftest import Platform, running
 
 GATEWAYS = 2
 WORKERS = 2
@@ -41,12 +41,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         extra_args=("--gateways", str(GATEWAYS), "--workers", str(WORKERS)),
         rate_limits={name: dict(_UNLIMITED) for name in operations},
     )
-    p.start()
-    try:
+    with running(p):
         yield p
-    finally:
-        code = p.stop()
-    assert code == 0, f"parley up exited with {code} on SIGTERM:\n{p.log_path.read_text()[-4000:]}"
 
 
 def processes(platform: Platform) -> dict[str, int]:
