@@ -82,14 +82,15 @@ class PromptConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    _holding: set[tuple[Any, int | None]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: set[tuple[Any, int | None]] = set()  # holes already logged
 
     def _new_offset(self, tp: Any) -> int | None:
         committed = self._committed_offset[tp]
         if head_gap_blocks_commit(self._acked[tp], committed, self._gap[tp]):
-            held = self.__dict__.setdefault("_holding", set())
-            if (tp, committed) not in held:
-                held.add((tp, committed))
+            if (tp, committed) not in self._held:
+                self._held.add((tp, committed))
                 log.info("commit of %s held at %s: a record there was fetched but not processed", tp, committed)
             return None
         offset: int | None = super()._new_offset(tp)

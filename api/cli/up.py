@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from infra.localstack.datadir import DataDir, DataDirLocked, DirLock
 from infra.localstack.ports import cannot_listen_on, free_port, port_is_free
@@ -249,6 +250,13 @@ class _Platform:
     async def _wait_ready(self, resolved: Settings) -> int:
         """Until /ready answers 200 and every worker has its share of the partitions (the group
         has settled: a command sent now is not held up by a rebalance)."""
+        client = redis_client(resolved)  # one client for every liveness check of the wait
+        try:
+            return await self._poll_ready(resolved, client)
+        finally:
+            await client.aclose()
+
+    async def _poll_ready(self, resolved: Settings, client: Redis) -> int:
         url = f"{self.gateway_url}/ready"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -260,7 +268,7 @@ class _Platform:
             if status == 200:
                 # A worker beyond the partition count gets none, and never reports in.
                 expected = min(self.workers, resolved.partitions)
-                workers = await _live_workers(resolved)
+                workers = await _live_workers(client, resolved)
                 if workers >= expected:
                     return 0
                 status, body = 503, f"{workers} of {expected} workers hold partitions"
@@ -275,16 +283,13 @@ class _Platform:
             await asyncio.sleep(0.5)
 
 
-async def _live_workers(settings: Settings) -> int:
+async def _live_workers(client: Redis, settings: Settings) -> int:
     """How many workers report a settled assignment (their liveness keys in Redis)."""
-    client = redis_client(settings)
     try:
         async with asyncio.timeout(LIVENESS_CHECK_S):
             return len(await live_workers(client, settings))
     except Exception:  # Redis not answering yet: /ready says why
         return 0
-    finally:
-        await client.aclose()
 
 
 async def _forget_previous_workers(settings: Settings) -> None:
