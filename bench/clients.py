@@ -31,7 +31,12 @@ async def user(http: httpx.AsyncClient, name: str, display_name: str | None = No
     if not (unanswered and r.status_code == 409):
         r.raise_for_status()
     registered = r
-    r = await http.post("/auth/login", json={"username": name, "password": PASSWORD})
+    for attempt in range(REGISTER_ATTEMPTS):
+        r = await http.post("/auth/login", json={"username": name, "password": PASSWORD})
+        # After an unanswered registration nothing waited for the users view to show the new user.
+        if r.status_code != 401 or not unanswered or attempt == REGISTER_ATTEMPTS - 1:
+            break
+        await asyncio.sleep(0.5 * (attempt + 1))
     r.raise_for_status()
     token = str(r.json()["access_token"])
     user_id = str(registered.json()["user_id"]) if registered.status_code == 201 else _subject(token)
