@@ -17,7 +17,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from api.media import MediaAccess
 from api.metrics import GatewayMetrics
@@ -27,8 +27,10 @@ from api.send_command import SendCommand
 from api.services import READY_CHECK_TIMEOUT_S, GatewayServices
 from infra.applied_versions import AppliedVersionsSubscriber
 from infra.authz_cache import RedisAuthzCache
+from infra.erasure import ErasedUsers
 from infra.kafka.command_bus import CommandBus
 from infra.mongo.client import mongo_client, mongo_db
+from infra.mongo.key_store import key_ring, keys_required
 from infra.mongo.read_models import ReadModels
 from infra.objects import S3ObjectStore
 from infra.provision import s3_client
@@ -39,6 +41,7 @@ from infra.search_client import search_client
 from infra.search_index import ElasticsearchIndex
 from infra.search_indexes import alias_names
 from infra.security.passwords import Passwords
+from infra.security.shredding import username_index_key
 from infra.security.signatures import Ed25519Signatures
 from infra.security.tokens import TokenService
 from infra.settings import Settings
@@ -59,6 +62,7 @@ def authz_prefix(settings: Settings) -> str:
 
 def gateway(settings: Settings) -> GatewayServices:
     """Every adapter of a gateway process; nothing connects before ``GatewayServices.start``."""
+    keys_required(settings)
     secret = settings.jwt_secret
     if not secret:  # Settings refuses this in production
         # Local mode without a configured secret: tokens only this process can verify.
@@ -93,6 +97,8 @@ def gateway(settings: Settings) -> GatewayServices:
             namespace=f"{settings.topic_prefix}:search",
         ),
         signatures=Ed25519Signatures(),
+        erased_users=ErasedUsers(settings, redis),
+        name_index_key=username_index_key(settings.master_key),
         media=MediaAccess(
             settings,
             read_models,
@@ -112,6 +118,7 @@ def worker(settings: Settings) -> Worker:
     """The worker's Faust app and metrics; its clients are built lazily inside the worker's event loop."""
     # Imported here: a gateway process never loads Faust or the projection runtime.
     from infra.applied_versions import RedisAppliedVersions
+    from infra.erasure import ErasureEffects
     from infra.kafka.log_reader import KafkaRecordSource
     from infra.media_sweeper import MediaSweeper
     from infra.mongo.audit_trail import AuditTrail
@@ -129,10 +136,18 @@ def worker(settings: Settings) -> Worker:
     worker_dir = settings.worker_state_dir or settings.data_dir / "worker" / settings.worker_id
     worker_dir.mkdir(parents=True, exist_ok=True)
 
+    keys_required(settings)
+
     async def services(app: faust.App, dead_letters: DeadLetters) -> WorkerServices:
-        db = mongo_db(mongo_client(settings), settings)
+        client = mongo_client(settings)
+        db = mongo_db(client, settings)
         redis = redis_client(settings)
         registry = ProjectionRegistry(db)
+        keys = key_ring(settings, client)
+
+        async def media_collection() -> Any:
+            return db[await registry.live_collection("media")]
+
         runtime = ProjectionRuntime(
             settings=settings,
             registry=registry,
@@ -146,6 +161,14 @@ def worker(settings: Settings) -> Worker:
             partners=MongoConversationPartners(db, registry),
             authz=RedisAuthzCache(redis, authz_prefix(settings)),
             log_source=KafkaRecordSource(settings),
+            keys=keys,
+            erasure=ErasureEffects(
+                settings,
+                redis,
+                S3ObjectStore(settings),
+                media_collection,
+                RedisAuthzCache(redis, authz_prefix(settings)),
+            ),
         )
         sweeper = MediaSweeper(settings, ReadModels(db), S3ObjectStore(settings), db)
 
@@ -167,6 +190,7 @@ def worker(settings: Settings) -> Worker:
             heartbeat=heartbeat,
             lag=lag,
             sweep_media=sweeper.sweep,
+            keys=keys,
         )
 
     metrics = WorkerMetrics()

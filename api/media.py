@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from domain.envelope import iso
 from domain.errors import ErrorCode
+from domain.personal import ERASED
 from infra.authz_cache import AccessDecision, Generations
 from infra.objects import ObjectInfo
 from infra.settings import Settings
@@ -135,7 +136,11 @@ class MediaAccess:
         conversation_id = str(doc["conversation_id"])
         conversation_gen = await self._cache.conversation_generation(conversation_id)
         member = await self._views.conversation_of_participant(conversation_id, user_id)
-        allowed = doc.get("status") == "ready" and (member is not None or doc.get("uploader_id") == user_id)
+        # An erased uploader's media are gone (their objects removed with the erasure).
+        erased = doc.get("filename") == ERASED
+        allowed = (
+            doc.get("status") == "ready" and not erased and (member is not None or doc.get("uploader_id") == user_id)
+        )
         decision = AccessDecision(
             allowed=allowed,
             conversation_id=conversation_id,

@@ -20,6 +20,7 @@ from api.rate_limits import RateLimiter
 from api.read_your_writes import AppliedVersionsFeed, ReadYourWrites
 from api.search import SearchQueries
 from api.send_command import SendCommand
+from infra.erasure import ErasedUsers
 from infra.kafka.command_bus import CommandBus, Unavailable
 from infra.mongo.client import MongoDoc
 from infra.mongo.read_models import ReadModels
@@ -52,6 +53,8 @@ class GatewayServices:
     search_queries: SearchQueries
     signatures: SignatureVerifier  # checks a published signed prekey (keys:publish)
     media: MediaAccess  # media:* (object store, cached download decisions)
+    erased_users: ErasedUsers  # users erased since start: their sockets are disconnected, their events refused
+    name_index_key: bytes  # keys the username streams' hashes (domain/names.py)
 
     @property
     def instance_id(self) -> str:
@@ -60,10 +63,12 @@ class GatewayServices:
     async def start(self) -> None:
         # Subscribed before the first command goes out, so no notification of ours is missed.
         await self.applied_versions.start()
+        await self.erased_users.start()
         await self.bus.start()
 
     async def close(self) -> None:
         await self.bus.stop()
+        await self.erased_users.stop()
         await self.applied_versions.stop()
         for close in (self.search.close, self.redis.aclose, self.mongo.close):
             try:

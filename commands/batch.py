@@ -28,8 +28,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
-from commands.handler import KeyValue, Result, Stores, apply_result, handle, refused
+from commands.handler import KeyValue, Result, Stores, apply_result, handle, refused, remembered
 from domain.envelope import CommandEnvelope
+from domain.errors import ErrorCode
 
 log = logging.getLogger("parley.worker")
 
@@ -61,13 +62,21 @@ class Decided(Generic[T]):
     records: Sequence[T] = ()
 
 
-@overload
-def decide_batch(commands: Sequence[CommandEnvelope], stores: Stores) -> list[Decided[Any]]: ...
+Refuse = Callable[[CommandEnvelope], tuple[ErrorCode, str] | None]
 
 
 @overload
 def decide_batch(
-    commands: Sequence[CommandEnvelope], stores: Stores, encode: Callable[[Result], Sequence[T]]
+    commands: Sequence[CommandEnvelope], stores: Stores, encode: None = None, refuse: Refuse | None = None
+) -> list[Decided[Any]]: ...
+
+
+@overload
+def decide_batch(
+    commands: Sequence[CommandEnvelope],
+    stores: Stores,
+    encode: Callable[[Result], Sequence[T]],
+    refuse: Refuse | None = None,
 ) -> list[Decided[T]]: ...
 
 
@@ -75,10 +84,13 @@ def decide_batch(
     commands: Sequence[CommandEnvelope],
     stores: Stores,
     encode: Callable[[Result], Sequence[Any]] | None = None,
+    refuse: Refuse | None = None,
 ) -> list[Decided[Any]]:
     """Decide ``commands`` in order against ``stores`` plus what the batch itself changed.
 
     ``encode`` turns a result into what the caller will append (its events and rejection).
+    ``refuse`` names commands refused before their aggregate sees them (an erased actor's), with
+    the code and message; a command decided before is still answered as it was.
     """
     overlay = Stores(
         aggregates=Overlay(stores.aggregates),
@@ -88,7 +100,8 @@ def decide_batch(
     decided: list[Decided[Any]] = []
     for command in commands:
         try:
-            result = handle(command, overlay)
+            reason = refuse(command) if refuse is not None and remembered(command, overlay) is None else None
+            result = refused(command, overlay, *reason) if reason is not None else handle(command, overlay)
             records = encode(result) if encode is not None else ()
         except Exception as exc:  # a bug must cost this command alone, never the batch
             log.exception(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.errors import invalid
 
-AggregateKind = Literal["conversation", "username", "keys"]
+AggregateKind = Literal["conversation", "username", "keys", "account"]
 ConversationKind = Literal["direct", "group"]
 Role = Literal["admin", "member"]
 
@@ -230,9 +230,22 @@ class UserRegistered(EventPayload):
 
     user_id: str
     username: str  # as typed (surrounding whitespace removed)
-    normalised: str  # the reserved name, `username:<normalised>` is the stream id
+    normalised: str  # the reserved name (the stream id holds a keyed hash of it, never the name)
     display_name: str
     password_hash: str
+
+
+# -- account stream --------------------------------------------------------------------------------
+
+
+class UserErased(EventPayload):
+    """The user's data key was destroyed: every personal field sealed under it reads "[erased]"."""
+
+    event_type: ClassVar[str] = "UserErased"
+
+    user_id: str
+    erased_by: Literal["user", "operator"]
+    erased_at: str
 
 
 # -- keys stream (the end-to-end encryption key directory) -----------------------------------------
@@ -329,6 +342,7 @@ CATALOG: dict[str, EventSpec] = {
         _spec(MediaUploaded, "conversation"),
         _spec(MediaDeleted, "conversation"),
         _spec(UserRegistered, "username"),
+        _spec(UserErased, "account"),
         _spec(DeviceKeysPublished, "keys"),
         _spec(OneTimePrekeysAdded, "keys"),
         _spec(PrekeysClaimed, "keys"),

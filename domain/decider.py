@@ -1,5 +1,5 @@
 """One entry point for the command handler: route a command, state or event to its aggregate by
-stream id (`conversation:<uuid>`, `username:<normalised>`, `keys:<user_id>`)."""
+stream id (`conversation:<uuid>`, `username:<name hash>`, `keys:<user_id>`, `account:<user_id>`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from domain import conversation, keys, users
+from domain import accounts, conversation, keys, users
+from domain.accounts import AccountState
 from domain.catalog import AggregateKind, Decision, NewEvent
 from domain.conversation import ConversationState, MessageRef
 from domain.envelope import CommandEnvelope, EventEnvelope, event_id_for
@@ -39,18 +40,20 @@ __all__ = [
     "state_to_dict",
 ]
 
-AggregateState = ConversationState | UsernameState | KeysState
+AggregateState = ConversationState | UsernameState | KeysState | AccountState
 
 COMMAND_PAYLOADS: dict[str, type[BaseModel]] = {
     **conversation.COMMAND_MODELS,
     **users.COMMAND_MODELS,
     **keys.COMMAND_MODELS,
+    **accounts.COMMAND_MODELS,
 }
 
 _COMMAND_KINDS: dict[str, AggregateKind] = {
     **{name: "conversation" for name in conversation.COMMAND_MODELS},
     **{name: "username" for name in users.COMMAND_MODELS},
     **{name: "keys" for name in keys.COMMAND_MODELS},
+    **{name: "account" for name in accounts.COMMAND_MODELS},
 }
 
 
@@ -62,6 +65,8 @@ def aggregate_kind(stream_id: str) -> AggregateKind:
         return "username"
     if stream_id.startswith(keys.STREAM_PREFIX):
         return "keys"
+    if stream_id.startswith(accounts.STREAM_PREFIX):
+        return "account"
     raise ValueError(f"unknown stream id {stream_id!r}")
 
 
@@ -77,6 +82,8 @@ def initial_state(stream_id: str) -> AggregateState:
         return conversation.initial_state(stream_id)
     if kind == "keys":
         return keys.initial_state(stream_id)
+    if kind == "account":
+        return accounts.initial_state(stream_id)
     return users.initial_state(stream_id)
 
 
@@ -100,6 +107,8 @@ def decide(
         return conversation.decide(state, command, message, media_refs)
     if isinstance(state, KeysState):
         return keys.decide(state, command)
+    if isinstance(state, AccountState):
+        return accounts.decide(state, command)
     return users.decide(state, command)
 
 
@@ -109,6 +118,8 @@ def evolve(state: AggregateState, event: EventEnvelope) -> AggregateState:
         return conversation.evolve(state, event)
     if isinstance(state, KeysState):
         return keys.evolve(state, event)
+    if isinstance(state, AccountState):
+        return accounts.evolve(state, event)
     return users.evolve(state, event)
 
 
@@ -156,6 +167,8 @@ def state_from_dict(data: dict[str, Any]) -> AggregateState:
         return UsernameState.model_validate(data)
     if data.get("aggregate") == "keys":
         return KeysState.model_validate(data)
+    if data.get("aggregate") == "account":
+        return AccountState.model_validate(data)
     return ConversationState.model_validate(data)
 
 

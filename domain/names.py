@@ -1,7 +1,15 @@
-"""Usernames: the normal form that makes a reservation unique (`username:<normalised>`)."""
+"""Usernames: the normal form that makes a reservation unique, and the stream that reserves it.
+
+The stream id is `username:<keyed hash of the normal form>`, never the name: stream ids are record
+keys and envelope fields in the log, which is never rewritten, so a name in them could not be
+erased (docs/THREAT-MODEL.md). The key (`index_key`) is derived from the master key; the same name
+always gives the same stream, which is what keeps names unique.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import unicodedata
 
 from domain.errors import invalid
@@ -38,6 +46,11 @@ def normalise_username(raw: str) -> str:
     return name
 
 
-def username_stream_id(raw: str) -> str:
+def username_stream_id(raw: str, index_key: bytes) -> str:
     """The stream that reserves `raw` (DomainError("invalid") if it is not a valid username)."""
-    return USERNAME_STREAM_PREFIX + normalise_username(raw)
+    return USERNAME_STREAM_PREFIX + username_hash(normalise_username(raw), index_key)
+
+
+def username_hash(normalised: str, index_key: bytes) -> str:
+    """The keyed hash of a normalised name that its reservation stream is named by."""
+    return hmac.new(index_key, normalised.encode(), hashlib.sha256).hexdigest()[:40]

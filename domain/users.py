@@ -1,11 +1,15 @@
-"""Username reservation = registration (stream `username:<normalised>`): one stream per name makes
-the name unique, since each stream has a single writer."""
+"""Username reservation = registration (stream `username:<name hash>`): one stream per name makes
+the name unique, since each stream has a single writer.
+
+The stream id holds a keyed hash of the name (domain/names.py), which the gateway computes; the
+state holds no name either (it is kept in a changelog topic, which erasure cannot rewrite), only
+whether the name is taken and by whom."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain import catalog as ev
 from domain.catalog import CommandPayload, Decision, new_event, parse_command
@@ -38,15 +42,13 @@ class UsernameState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     aggregate: Literal["username"] = "username"
-    normalised: str
+    name_key: str = Field(validation_alias=AliasChoices("name_key", "normalised"))  # the stream id's key
     version: int = 0
     user_id: str | None = None
-    username: str | None = None
-    display_name: str | None = None
 
     @property
     def stream_id(self) -> str:
-        return USERNAME_STREAM_PREFIX + self.normalised
+        return USERNAME_STREAM_PREFIX + self.name_key
 
     @property
     def registered(self) -> bool:
@@ -56,7 +58,7 @@ class UsernameState(BaseModel):
 def initial_state(stream_id: str) -> UsernameState:
     if not stream_id.startswith(USERNAME_STREAM_PREFIX) or len(stream_id) == len(USERNAME_STREAM_PREFIX):
         raise ValueError(f"not a username stream: {stream_id!r}")
-    return UsernameState(normalised=stream_id[len(USERNAME_STREAM_PREFIX) :])
+    return UsernameState(name_key=stream_id[len(USERNAME_STREAM_PREFIX) :])
 
 
 def decide(state: UsernameState, command: CommandEnvelope) -> Decision:
@@ -64,8 +66,8 @@ def decide(state: UsernameState, command: CommandEnvelope) -> Decision:
     if command.type not in COMMAND_MODELS:
         raise invalid(f"unknown command {command.type[:64]!r}")
     p = parse_command(RegisterUser, command.payload)
-    if normalise_username(p.username) != state.normalised:
-        raise invalid("username does not match the command's stream")
+    # The gateway routes a name to its stream (a keyed hash the domain cannot recompute).
+    normalised = normalise_username(p.username)
     if state.version > 0:
         raise conflict("username taken")
     if command.expected_version is not None and command.expected_version != state.version:
@@ -74,11 +76,11 @@ def decide(state: UsernameState, command: CommandEnvelope) -> Decision:
     registered = ev.UserRegistered(
         user_id=p.user_id,
         username=username,
-        normalised=state.normalised,
+        normalised=normalised,
         display_name=p.display_name or username,
         password_hash=p.password_hash,
     )
-    return Decision([new_event(registered)], {"user_id": p.user_id, "username": username, "version": state.version + 1})
+    return Decision([new_event(registered)], {"user_id": p.user_id, "version": state.version + 1})
 
 
 def evolve(state: UsernameState, event: EventEnvelope) -> UsernameState:
@@ -90,5 +92,4 @@ def evolve(state: UsernameState, event: EventEnvelope) -> UsernameState:
     moved = state.model_copy(update={"version": event.stream_version})
     if event.type != ev.UserRegistered.event_type:
         return moved
-    p = ev.UserRegistered.model_validate(event.payload)
-    return moved.model_copy(update={"user_id": p.user_id, "username": p.username, "display_name": p.display_name})
+    return moved.model_copy(update={"user_id": str(event.payload["user_id"])})

@@ -13,16 +13,13 @@ the drop stay valid, since applied versions never go back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
-from infra.redis_client import close_pubsub, read_messages
+from infra.redis_client import ChannelSubscription
 from infra.settings import Settings
 
 log = logging.getLogger("parley.applied_versions")
@@ -66,31 +63,14 @@ class AppliedVersionsSubscriber:
     process, each message handed to ``on_applied``."""
 
     def __init__(self, settings: Settings, redis: Redis, on_applied: Callable[[Mapping[str, int]], None]) -> None:
-        self._channel = applied_channel(settings)
-        self._redis = redis
         self._on_applied = on_applied
-        self._pubsub: PubSub | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._subscription = ChannelSubscription(redis, applied_channel(settings), self._take, "applied versions")
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._channel)
-        self._pubsub = pubsub
-        self._task = asyncio.create_task(self._read(pubsub), name="applied-versions")
+        await self._subscription.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await close_pubsub(self._pubsub)
-            self._pubsub = None
-
-    async def _read(self, pubsub: PubSub) -> None:
-        await read_messages(pubsub, self._take, "applied versions")
+        await self._subscription.stop()
 
     def _take(self, data: bytes | str) -> None:
         try:

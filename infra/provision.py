@@ -40,7 +40,17 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
     """Every topic the platform uses, with its partition count."""
     n = settings.partitions
     return [
-        TopicSpec(settings.commands_topic, n),
+        # Commands carry personal data as sent (bodies, names) and matter for seconds: kept briefly,
+        # so an erasure reaches them once this has passed (docs/THREAT-MODEL.md).
+        # Segments roll hourly at most: Kafka deletes closed segments only.
+        TopicSpec(
+            settings.commands_topic,
+            n,
+            {
+                "retention.ms": str(settings.commands_retention_ms),
+                "segment.ms": str(min(settings.commands_retention_ms, 3600 * 1000)),
+            },
+        ),
         # The system of record: never expire events.
         TopicSpec(settings.events_topic, n, {"retention.ms": "-1"}),
         TopicSpec(settings.rejections_topic, n, {"retention.ms": "-1"}),

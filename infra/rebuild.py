@@ -31,7 +31,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ from infra.kafka.log_reader import LogEntry, LogReader, Record, decode_event_rec
 from infra.mongo.audit_trail import AUDIT, AuditTrail, ensure_trail_indexes
 from infra.mongo.client import MongoDoc, mongo_client, mongo_db, only_duplicates
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for, refusals
+from infra.mongo.key_store import key_ring
 from infra.settings import Settings
 from projections.base import DocumentProjection, Folded, fold
 from projections.runner import POISON, Projector
@@ -331,6 +332,11 @@ def raw_record(record: Record) -> RawRecord:
     return RawRecord(record.partition, record.offset, record.value or b"")
 
 
+def erased_by(items: Iterable[tuple[Any, EventEnvelope]]) -> list[str]:
+    """The users a batch's ``UserErased`` events erase."""
+    return [str(event.payload["user_id"]) for _, event in items if event.type == "UserErased"]
+
+
 def decode_upcast_event(record: Record) -> EventEnvelope | None:
     """As the projection runner reads events: decoded and upcast; a record it would park is skipped."""
     event = decode_event_record(record)
@@ -369,6 +375,7 @@ class _Rebuild:
         self.setup_seconds: float | None = None
         self.fold_seconds = 0.0
         self.dead_letters = ParkedRecords()
+        self.keys = key_ring(settings, db.client)
 
     def _bulk_done(self, since: float) -> None:
         self.bulk_seconds += time.monotonic() - since
@@ -485,12 +492,16 @@ class _Rebuild:
         store = DocumentStore(self.db[target], projection)
         loader = BulkLoadStore(self.db[target], projection)
         # The live agent's runner, but a store that fails stops the rebuild (the live copy is untouched).
-        runner = Projector(topic, decode_event, self.dead_letters)
+        runner = Projector(topic, decode_event, self.dead_letters, opener=self.keys)
 
         def into(target_store: DocumentStore) -> Callable[[list[LogEntry[RawRecord]]], Coroutine[Any, Any, int]]:
             async def apply(batch: list[LogEntry[RawRecord]]) -> int:
                 decoded = await runner.decode_batch([entry.value for entry in batch])
-                return await runner.project(self.name, target_store, decoded.current)
+                applied = await runner.project(self.name, target_store, decoded.current)
+                # What this rebuild folded before the user's key was destroyed (docs/THREAT-MODEL.md).
+                for user_id in erased_by(decoded.current):
+                    await store.redact(user_id)
+                return applied
 
             return apply
 
@@ -540,12 +551,15 @@ class _Rebuild:
             for index in await drop_generations(client, self.settings, keep=live if live is not None else -1):
                 log.info("dropped search index %s (not live)", index)
             targets = await create_generation(client, self.settings, generation)
-            runner = Projector(topic, decode_event, self.dead_letters)
+            runner = Projector(topic, decode_event, self.dead_letters, opener=self.keys)
 
             def into(store: SearchStore) -> Callable[[list[LogEntry[RawRecord]]], Coroutine[Any, Any, int]]:
                 async def apply(batch: list[LogEntry[RawRecord]]) -> int:
                     decoded = await runner.decode_batch([entry.value for entry in batch])
-                    return await runner.project(self.name, store, decoded.current)
+                    applied = await runner.project(self.name, store, decoded.current)
+                    for user_id in erased_by(decoded.current):
+                        await store.redact(user_id)
+                    return applied
 
                 return apply
 

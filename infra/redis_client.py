@@ -7,6 +7,7 @@ A worker sets ``{topic_prefix}:worker:<instance>`` (TTL ``WORKER_TTL_S``, refres
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, cast
@@ -85,3 +86,33 @@ async def read_messages(pubsub: PubSub, on_data: Callable[[bytes | str], None], 
 async def close_pubsub(pubsub: PubSub) -> None:
     """Close a pub/sub connection (typed as untyped by some redis-py releases, typed by others)."""
     await cast(Any, pubsub).aclose()
+
+
+class ChannelSubscription:
+    """One pub/sub subscription of a process, read by a task until stopped; every message's data
+    goes to ``on_data`` (see ``read_messages`` for what a reconnect loses)."""
+
+    def __init__(self, redis: Redis, channel: str, on_data: Callable[[bytes | str], None], what: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._on_data = on_data
+        self._what = what
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._channel)
+        self._pubsub = pubsub
+        self._task = asyncio.create_task(read_messages(pubsub, self._on_data, self._what), name=self._what)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await close_pubsub(self._pubsub)
+            self._pubsub = None

@@ -22,11 +22,23 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from domain.envelope import EventEnvelope
 from projections.base import Doc, Folded, OnEvent, fold
 from projections.runner import StoreRefused
-from projections.search import IndexName, IndexOp, SearchProjection, doc_key, from_source, index_ops, split_key
+from projections.search import (
+    IndexName,
+    IndexOp,
+    SearchProjection,
+    doc_key,
+    from_source,
+    index_ops,
+    split_key,
+    to_source,
+)
 
 log = logging.getLogger("parley.search")
 
 VERSION_CONFLICT = 409
+REDACT_PAGE = 1000
+# What an erasure redacts: per index, the field naming the user and a field only unredacted documents have.
+REDACTED: tuple[tuple[IndexName, str, str], ...] = (("messages", "sender_id", "body"), ("users", "user_id", "username"))
 Refresh = bool | Literal["wait_for"]
 
 
@@ -83,14 +95,14 @@ class SearchStore:
                     out[doc_key(index, str(item["_id"]))] = from_source(index, str(item["_id"]), item["_source"])
         return out
 
-    async def write(self, ops: Sequence[IndexOp]) -> None:
+    async def write(self, ops: Sequence[IndexOp], version_type: str = "external") -> None:
         """One bulk request; see the module docstring for what its item errors mean."""
         if not ops:
             return
         operations: list[dict[str, Any]] = []
         for op in ops:
             meta = {"_index": self.indexes[op.index], "_id": op.doc_id, "version": op.version}
-            operations.append({"index": {**meta, "version_type": "external"}})
+            operations.append({"index": {**meta, "version_type": version_type}})
             operations.append(op.source)
         with refused_requests():
             response = await self.client.bulk(
@@ -113,6 +125,35 @@ class SearchStore:
             raise SearchUnavailable(f"{len(unavailable)} bulk items not applied: {unavailable[0]}")
         if refused:
             raise StoreRefused(f"{len(refused)} bulk items refused: {refused[0]}")
+
+    async def redact(self, user_id: str) -> int:
+        """Redact ``user_id``'s messages and users document in every index (crypto-shredding).
+
+        Written at the version each document is at (``external_gte``), so a newer write in between
+        wins and the document keeps its stream version for the events still to come. Pages through
+        what still holds data (a redacted document no longer matches)."""
+        changed = 0
+        for name, field, probe in REDACTED:
+            query = {"bool": {"filter": [{"term": {field: user_id}}, {"exists": {"field": probe}}]}}
+            while True:
+                with refused_requests():
+                    found = await self.client.search(
+                        index=self.indexes[name], query=query, size=REDACT_PAGE, version=True
+                    )
+                hits = found.body["hits"]["hits"]
+                ops: list[IndexOp] = []
+                for hit in hits:
+                    doc = from_source(name, str(hit["_id"]), hit["_source"])
+                    new = self.projection.redact(doc, user_id)
+                    if new != doc:
+                        ops.append(IndexOp(name, str(hit["_id"]), int(hit["_version"]), to_source(new)))
+                await self.write(ops, version_type="external_gte")
+                if not self.refresh:
+                    await self.refresh_now()
+                changed += len(ops)
+                if len(hits) < REDACT_PAGE or not ops:
+                    break
+        return changed
 
     async def refresh_now(self) -> None:
         await self.client.indices.refresh(index=",".join(self.indexes.values()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "minioadmin"})
@@ -126,6 +126,12 @@ class Settings(BaseSettings):
 
     # Security
     jwt_secret: str = ""  # local mode: generated once and kept in the data dir
+    # Crypto-shredding (docs/THREAT-MODEL.md): wraps every user's data key and keys the username
+    # streams' hashes. urlsafe base64 of 32 bytes; local mode: generated once, kept in the data dir.
+    master_key: str = ""
+    key_store_db: str = ""  # the key store's MongoDB database (empty: "<mongo_db>_keys")
+    # How long the commands topic keeps commands (they hold personal data in clear): 24 h.
+    commands_retention_ms: int = Field(default=24 * 3600 * 1000, ge=60_000)
     jwt_algorithm: str = "HS256"
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600
@@ -149,10 +155,25 @@ class Settings(BaseSettings):
             for name in ("jwt_secret", "s3_secret_key"):
                 if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16:
                     raise ValueError(f"PARLEY_{name.upper()} must be a real secret (>= 16 chars) in production")
+            if not self.master_key:
+                raise ValueError("PARLEY_MASTER_KEY must be set in production (urlsafe base64 of 32 bytes)")
             for name in ("kafka_bootstrap", "mongo_url", "redis_url", "elasticsearch_url", "s3_endpoint"):
                 if not getattr(self, name):
                     raise ValueError(f"PARLEY_{name.upper()} must be set in production")
         return self
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_is_32_bytes(cls, value: str) -> str:
+        if value:
+            from infra.security.shredding import master_key_bytes
+
+            master_key_bytes(value)  # ValueError says what is wrong
+        return value
+
+    @property
+    def key_store_database(self) -> str:
+        return self.key_store_db or f"{self.mongo_db}_keys"
 
     # Topic names ---------------------------------------------------------------
     @property

@@ -46,6 +46,18 @@ class DocumentProjection(Protocol):
         """The document after the event (``None``: the document does not exist / is removed)."""
         ...
 
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        """A filter on documents (MongoDB's query language) matching every document that may hold
+        personal data of ``user_id``; None if this view holds none (docs/THREAT-MODEL.md)."""
+        ...
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        """``doc`` as if ``user_id``'s data key had been destroyed before any event was applied to it.
+
+        Erasure == rebuild: a view folded from events whose personal fields read "[erased]" equals the
+        view folded from the plaintext events and then redacted (tests/unit/projections)."""
+        ...
+
 
 @dataclass
 class Folded:

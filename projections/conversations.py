@@ -7,6 +7,7 @@ from typing import Any
 from domain.conversation import conversation_in
 from domain.envelope import EventEnvelope, iso
 from projections.base import Doc, IndexSpec
+from projections.messages import redacted_content
 
 
 class ConversationsProjection:
@@ -96,6 +97,15 @@ class ConversationsProjection:
             markers[p["user_id"]] = max(int(markers.get(p["user_id"], 0)), int(p["seq"]))
             new["read_markers"] = markers
         return new
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return {"last_message.sender_id": user_id}
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        last = doc.get("last_message")
+        if not isinstance(last, dict) or last.get("sender_id") != user_id:
+            return doc
+        return {**doc, "last_message": {**last, **redacted_content(last)}}
 
 
 def _iso(event: EventEnvelope) -> str:

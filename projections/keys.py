@@ -7,6 +7,8 @@ the `keys:<user_id>` aggregate, so a view rebuilt from the log cannot bring a cl
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain import catalog as ev
 from domain.envelope import EventEnvelope
 from domain.keys import keys_user_in
@@ -57,3 +59,9 @@ class KeysProjection:
             case _:
                 return doc
         return {"user_id": doc_id, "devices": devices, "version": event.stream_version}
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return None  # public keys only (docs/THREAT-MODEL.md); an erased user's bundles are refused
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        return doc

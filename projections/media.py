@@ -8,8 +8,11 @@ so a rebuild gives the same view whatever the time of day.
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain import catalog as ev
 from domain.envelope import EventEnvelope
+from domain.personal import ERASED
 from projections.base import Doc, IndexSpec
 
 
@@ -50,3 +53,11 @@ class MediaProjection:
             case ev.MediaDeleted() as p if doc is not None:
                 return {**doc, "status": "deleted", "deleted_at": p.deleted_at}
         return doc
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return {"uploader_id": user_id}
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        if doc.get("uploader_id") != user_id:
+            return doc
+        return {**doc, "filename": ERASED}

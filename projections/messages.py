@@ -6,8 +6,11 @@ encrypted message has ``format: "e2e"``, ``body: None`` and its ``ciphertext`` a
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.catalog import MESSAGE_EVENTS
 from domain.envelope import EventEnvelope
+from domain.personal import ERASED
 from projections.base import Doc, IndexSpec
 
 
@@ -62,3 +65,26 @@ class MessagesProjection:
                 reactions.pop(p["emoji"], None)
             return {**doc, "reactions": reactions}
         return doc
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return {"sender_id": user_id}
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        if doc.get("sender_id") != user_id:
+            return doc
+        return {
+            **doc,
+            **redacted_content(doc),
+            "attachments": [redacted_attachment(a) for a in doc.get("attachments") or []],
+        }
+
+
+def redacted_content(message: Doc) -> Doc:
+    """A message's ``body`` and ``ciphertext`` as an erased sender's key shows them (absent stays absent)."""
+    return {field: ERASED for field in ("body", "ciphertext") if message.get(field) is not None}
+
+
+def redacted_attachment(attachment: Any) -> Any:
+    if isinstance(attachment, dict) and attachment.get("filename") is not None:
+        return {**attachment, "filename": ERASED}
+    return attachment

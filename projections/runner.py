@@ -1,12 +1,15 @@
 """The one loop that turns log records into read-model writes, for the live agent and a rebuild.
 
-decode -> upcast -> fold -> one bulk write per store -> positions. The live agent (a few
+decode -> open sealed fields -> upcast -> fold -> one bulk write per store -> positions. The live agent (a few
 records at a time, from Faust) and a rebuild (the whole log, from the log reader) both run
 it, so they classify the same records as poison under the same policy, and rebuild ==
 incremental holds for malformed logs too:
 
-- a record that cannot be decoded, or whose event cannot be upcast to today's shape, is
-  parked at once (no projection could ever apply it);
+- a record that cannot be decoded, whose sealed personal fields do not open under their key
+  (tampered with), or whose event cannot be upcast to today's shape, is parked at once (no
+  projection could ever apply it);
+- the keys that open a batch's sealed fields are loaded under the caller's ``transient``
+  policy: a key store that is down (or a key it does not have) is never taken for an erasure;
 - a store that raises something else (down, a failover, a timeout) is retried by the
   caller's ``transient`` policy (the live agent: forever; a rebuild: not at all, it stops);
 - a projection that raises one of ``POISON`` on an event is retried a few times, then the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -66,7 +69,22 @@ class Store(Protocol):
     async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded: ...
 
 
-Transient = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
+class Transient(Protocol):
+    """How a step that fails for a reason outside the event (a store down) is retried."""
+
+    def __call__(self, action: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
+
+
+class Opener(Protocol):
+    """Opens the personal fields events carry sealed (infra/security/shredding.py's ``KeyRing``)."""
+
+    async def keys_for(self, events: Sequence[EventEnvelope]) -> Mapping[str, bytes | None]:
+        """The keys the events' boxes are sealed under (None: destroyed)."""
+        ...
+
+    def open(self, event: EventEnvelope, keys: Mapping[str, bytes | None]) -> EventEnvelope:
+        """The event with its box opened; ValueError if it does not open."""
+        ...
 
 
 async def once(action: Callable[[], Awaitable[T]]) -> T:
@@ -81,6 +99,7 @@ class Decoded:
 
     stored: list[Item] = field(default_factory=list)
     current: list[Item] = field(default_factory=list)
+    opened: set[str] = field(default_factory=set)  # users whose live data keys opened fields of the batch
 
 
 @dataclass
@@ -90,8 +109,9 @@ class Projector:
     topic: str
     decode: Callable[[bytes], EventEnvelope]
     dead_letters: DeadLetters
-    transient: Transient[int] = once
+    transient: Transient = once
     backoff_s: float = POISON_BACKOFF_S
+    opener: Opener | None = None  # None: events are taken as stored (a log without sealed fields)
 
     async def decode_batch(self, records: Sequence[Record]) -> Decoded:
         out = Decoded()
@@ -102,8 +122,21 @@ class Projector:
                 await self._park(record, f"undecodable: {exc!r}")
                 continue
             out.stored.append((record, event))
+        keys: Mapping[str, bytes | None] = {}
+        opener = self.opener
+        if opener is not None and out.stored:
+            events = [event for _, event in out.stored]
+            keys = await self.transient(lambda: opener.keys_for(events))
+            out.opened = {user for user, key in keys.items() if key is not None}
+        for record, event in out.stored:
             try:
-                out.current.append((record, upcast(event)))
+                opened = opener.open(event, keys) if opener is not None else event
+            except ValueError as exc:  # the trail still records it as stored; no view can read it
+                log.error("event %s: sealed fields do not open (%r); parked", event.event_id, exc)
+                await self._park(record, f"sealed: {exc!r}")
+                continue
+            try:
+                out.current.append((record, upcast(opened)))
             except ValueError as exc:  # no view can read it; the trail still records it as stored
                 log.error("event %s cannot be upcast (%r); parked in the dead-letter topic", event.event_id, exc)
                 await self._park(record, f"upcast: {exc!r}")

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from domain import catalog as ev
 from domain.envelope import EventEnvelope
+from domain.personal import ERASED
 from projections.base import CORRELATION_FIELD, STREAM_FIELD, VERSION_FIELD, Doc, Folded, IndexSpec
 
 IndexName = Literal["messages", "conversations", "users"]
@@ -71,6 +72,8 @@ class SearchProjection:
     def apply(self, doc: Doc | None, doc_id: str, event: EventEnvelope) -> Doc | None:
         match ev.parse_payload(event.type, event.payload):
             case ev.UserRegistered() as p:
+                if p.username == ERASED:  # an erased user is found by no search
+                    return {**_ERASED_USER, "user_id": p.user_id}
                 return {
                     "user_id": p.user_id,
                     "username": p.username,
@@ -97,17 +100,37 @@ class SearchProjection:
                     "conversation_id": p.conversation_id,
                     "seq": p.seq,
                     "sender_id": p.sender_id,
-                    # None for an end-to-end encrypted message: its ciphertext is never indexed.
-                    "body": p.body,
+                    # None for an end-to-end encrypted message (its ciphertext is never indexed) and
+                    # for an erased sender's (found by no search).
+                    "body": _searchable(p.body),
                     "sent_at": p.sent_at,
                     "deleted": False,
                 }
             case ev.MessageEdited(body=body) if doc is not None:
-                return doc if doc["deleted"] else {**doc, "body": body}
+                return doc if doc["deleted"] else {**doc, "body": _searchable(body)}
             case ev.MessageDeleted() if doc is not None:
                 return {**doc, "body": None, "deleted": True}
         # An event about a document this index never saw created (its creation was parked): nothing to show.
         return doc
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        """Messages by ``user_id`` and their users document (the search store queries each index)."""
+        return {"sender_id": user_id, "user_id": user_id}
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        index, _ = split_key(str(doc["_id"]))
+        if index == "users" and doc.get("user_id") == user_id:
+            return {**doc, **_ERASED_USER}
+        if index == "messages" and doc.get("sender_id") == user_id:
+            return {**doc, "body": None}
+        return doc
+
+
+_ERASED_USER: dict[str, Any] = {"username": None, "username_normalised": None, "display_name": None}
+
+
+def _searchable(body: str | None) -> str | None:
+    return None if body == ERASED else body
 
 
 def index_ops(folded: Folded) -> list[IndexOp]:

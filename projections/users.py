@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.envelope import EventEnvelope, iso
+from domain.personal import ERASED, erased_username
 from projections.base import Doc, IndexSpec
 
 
@@ -22,9 +25,29 @@ class UsersProjection:
             return {
                 "user_id": doc_id,
                 "username": p["username"],
-                "username_normalised": p["normalised"],
+                # An erased name is unique too (the index), and matches no login: no valid name has "[".
+                "username_normalised": erased_username(doc_id) if p["normalised"] == ERASED else p["normalised"],
                 "display_name": p["display_name"],
                 "password_hash": p["password_hash"],
                 "registered_at": iso(event.occurred_at),
             }
         return doc
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return {"user_id": user_id}
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        if doc.get("user_id") != user_id:
+            return doc
+        return {
+            **doc,
+            "username": ERASED,
+            "username_normalised": erased_username(user_id),
+            "display_name": ERASED,
+            "password_hash": ERASED,
+        }
+
+
+def is_erased(doc: Doc) -> bool:
+    """Whether a users document is an erased user's."""
+    return doc.get("username") == ERASED

@@ -6,7 +6,10 @@
   commands in batches (``DECIDE_BATCH`` within ``DECIDE_WITHIN_S``), decides them in order
   against an overlay of its tables (``commands/batch.py``), sends every event and rejection
   of the batch, waits once for all the acknowledgements, then saves in the batch's order and
-  publishes the outcomes.
+  publishes the outcomes. Personal fields are sealed under their user's data key on the way
+  out (``infra/security/shredding.py``): the keys a batch needs are loaded (or created) before
+  it is decided, and a ``UserErased`` destroys its user's key before it is appended, so no
+  reader opens anything of theirs once the event is in the log.
 
   Failure policy of ``decide``: a command that cannot be decoded is parked in the dead-letter
   topic; one whose decision raises is refused alone with ``internal``. An append (or a
@@ -30,10 +33,11 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from functools import partial
+from typing import Any, Protocol, TypeVar, cast
 
 import faust
 from faust import streams as faust_streams
@@ -41,8 +45,13 @@ from faust.types import EventT, StreamT
 
 from commands.batch import Decided, decide_batch, save_batch
 from commands.handler import Result, Stores
+from domain import personal
+from domain.decider import media_ids_of
 from domain.envelope import CommandEnvelope, Outcome
+from domain.errors import ErrorCode
+from domain.media import media_ref_key
 from infra.kafka.codec import Headers, decode_command, encode_event, encode_rejection
+from infra.security.shredding import KeyRing, SealedMediaRefs, seal
 from infra.settings import WORKER_TABLES, Settings
 from infra.worker_metrics import LagSample
 from streams.idempotent import ParleyApp
@@ -58,6 +67,7 @@ LAG_SAMPLE_INTERVAL_S = 10.0
 
 # A record for the log: topic, key, value, headers.
 Outgoing = tuple[Any, bytes, bytes, Headers]
+T = TypeVar("T")
 
 
 @contextmanager
@@ -117,6 +127,7 @@ class WorkerServices:
     # Every projection's lag on every partition of its source topics (this worker reports its own).
     lag: Callable[[], Awaitable[Sequence[LagSample]]]
     sweep_media: Callable[[], Awaitable[int]]  # removes the objects of expired uploads and deleted media
+    keys: KeyRing  # the users' data keys: personal fields are sealed under them before they are appended
 
 
 class TopicDeadLetters:
@@ -230,13 +241,28 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             )
         if not commands:
             return
+        keyring = (await services()).keys
+        subjects = {s for s in (personal.sealing_subject(c) for c in commands) if s is not None}
+        subjects |= _uploaders(commands) | {c.actor_id for c in commands if c.actor_id is not None}
+        keys = await _until_acknowledged(
+            f"loading {len(subjects)} data keys", lambda: keyring.data_keys(subjects, create=True)
+        )
+        # This batch's view of the tables: media filenames sealed under their uploaders' keys.
+        batch_stores = Stores(stores.aggregates, SealedMediaRefs(stores.messages, keys), stores.outcomes)
         t_decode = time.perf_counter()
-        decided = decide_batch(commands, stores, _encode)
+        decided = decide_batch(
+            commands, batch_stores, lambda result: _encode(result, keys), lambda c: _erased_actor(c, keys)
+        )
         t_decide = time.perf_counter()
+        # Crypto-shredding: a user's key is destroyed before their UserErased is in the log. A crash
+        # in between re-decides the command and destroys the (already destroyed) key again.
+        for erased in [e for item in decided for e in item.result.events if e.type == "UserErased"]:
+            user_id = str(erased.payload["user_id"])
+            await _until_acknowledged(f"destroying the data key of {user_id}", partial(keyring.erase, user_id))
         await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
         # A table write goes to the changelog partition of the current event: the command's own.
-        save_batch(decided, stores, lambda i: _as_current(sources[i]))
+        save_batch(decided, batch_stores, lambda i: _as_current(sources[i]))
         # The table writes are durable before anyone hears of the outcome: a worker that takes the
         # partition over (this one stopped or died) recovers state that includes every answered command.
         await _until_acknowledged("saving the state of a batch", app.producer.flush)
@@ -272,7 +298,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                 },
             )
 
-    async def _until_acknowledged(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    async def _until_acknowledged(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until the broker acknowledges it, with backoff, for as long as it takes.
 
         Nothing is saved or answered meanwhile, and the batch's offsets do not move. Letting the
@@ -282,8 +308,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         delay = 0.2
         while True:
             try:
-                await attempt()
-                return
+                return await attempt()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -297,9 +322,26 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             message = event.message
             await dead_letters.park(settings.commands_topic, message.partition, message.offset, event.value, reason)
 
-    def _encode(result: Result) -> list[Outgoing]:
-        """The records a result appends; run inside the batch's per-command guard."""
-        records: list[Outgoing] = [(events_topic, *encode_event(event)) for event in result.events]
+    def _erased_actor(command: CommandEnvelope, keys: Mapping[str, bytes | None]) -> tuple[ErrorCode, str] | None:
+        """An erased user's command is refused, whatever the gateway let through (its tokens were
+        valid until the erasure, and a gateway may miss the notice that disconnects them)."""
+        if command.actor_id is not None and command.actor_id in keys and keys[command.actor_id] is None:
+            return "unauthorized", "this account is erased"
+        return None
+
+    def _uploaders(commands: Sequence[CommandEnvelope]) -> set[str]:
+        """The uploaders of the media the commands name (their refs' filenames are sealed)."""
+        found: set[str] = set()
+        for command in commands:
+            for media_id in media_ids_of(command):
+                ref = stores.messages.get(media_ref_key(media_id))
+                if ref is not None:
+                    found.add(str(ref["uploader_id"]))
+        return found
+
+    def _encode(result: Result, keys: dict[str, bytes | None]) -> list[Outgoing]:
+        """The records a result appends, personal fields sealed; run inside the batch's per-command guard."""
+        records: list[Outgoing] = [(events_topic, *encode_event(seal(event, keys))) for event in result.events]
         if result.rejection is not None:
             records.append((rejections_topic, *encode_rejection(result.rejection)))
         return records

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -31,7 +31,7 @@ from infra.settings import Settings
 from projections.base import Doc, DocumentProjection, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import Push, keys_pushes, pushes_for
-from projections.runner import POISON, Item, Projector, Store, next_offsets
+from projections.runner import POISON, Item, Opener, Projector, Store, next_offsets
 from projections.runner import DeadLetters as DeadLetters  # the Faust app and tests name them from here
 from projections.runner import Record as Record
 from projections.search import SEARCH
@@ -69,6 +69,24 @@ class AuthzGenerations(Protocol):
     async def forget_conversation(self, conversation_id: str) -> None: ...
 
     async def forget_media(self, media_id: str) -> None: ...
+
+
+class DataKeys(Opener, Protocol):
+    """The users' data keys (infra/security/shredding.py's ``KeyRing``)."""
+
+    async def erased_among(self, user_ids: Collection[str]) -> set[str]: ...
+
+
+class RedactingStore(Store, Protocol):
+    """A store whose documents can be redacted for an erased user (the search indexes)."""
+
+    async def redact(self, user_id: str) -> int: ...
+
+
+class ErasureEffects(Protocol):
+    """What an erasure removes beyond the views: objects, caches; and who is told (infra/erasure.py)."""
+
+    async def erased(self, user_id: str) -> None: ...
 
 
 class RecordSource(Protocol):
@@ -145,11 +163,14 @@ class ProjectionRuntime:
     projections: Mapping[str, DocumentProjection] = field(default_factory=lambda: dict(DOCUMENT_PROJECTIONS))
     applied: AppliedVersions | None = None
     # The search indexes (infra/search_store.py, through their aliases); None: no search projection.
-    search: Store | None = None
+    search: RedactingStore | None = None
     partners: ConversationPartners | None = None  # default: the conversations read model of ``database``
     authz: AuthzGenerations | None = None  # cached media download decisions, invalidated here
     # Reads back records the consumer skipped (see Holes); None: batches are taken as delivered.
     log_source: RecordSource | None = None
+    # Opens sealed personal fields; None: events are taken as stored (tests of logs without any).
+    keys: DataKeys | None = None
+    erasure: ErasureEffects | None = None  # objects, caches and gateways of an erased user
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
     _holes: Holes | None = None
 
@@ -175,7 +196,9 @@ class ProjectionRuntime:
     @property
     def runner(self) -> Projector:
         """The loop a rebuild runs too (same decoding, poison and parking), with stores retried forever."""
-        return Projector(self.settings.events_topic, decode_event, self.dead_letters, transient=_retry_transient)
+        return Projector(
+            self.settings.events_topic, decode_event, self.dead_letters, transient=_retry_transient, opener=self.keys
+        )
 
     async def events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
@@ -210,6 +233,7 @@ class ProjectionRuntime:
             await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
         applied_by = (*self.projections, *([SEARCH] if self.search is not None else []))
         events = [event for _, event in current]
+        await self._erasures(events, decoded.opened)  # before the positions: a crash redoes them
         # Every read model holds the batch now: the gateways hear of it at once (their acks wait
         # on it), while the positions are saved. Pushes follow the announcement.
         await self._invalidate(events)  # before the announcement: an answered removal is in force
@@ -231,6 +255,34 @@ class ProjectionRuntime:
             )
         await self._key_pushes(events, pushed)
         await self._push(events, pushed)
+
+    async def _erasures(self, events: Sequence[EventEnvelope], opened: Collection[str]) -> None:
+        """Redact the views of the users erased by this batch, and of those whose key this batch used
+        but that was destroyed meanwhile: an erasure on another partition may have redacted the views
+        before this batch wrote what it opened (the key store is asked after the writes, so one of
+        the two redactions comes after them)."""
+        erased = {str(e.payload["user_id"]) for e in events if e.type == "UserErased"}
+        if self.keys is not None and opened:
+            keys = self.keys
+            late = await _retry_transient(lambda: keys.erased_among(sorted(set(opened) - erased)))
+            if late:
+                log.warning("keys of %d users were destroyed while a batch used them: redacting again", len(late))
+            erased |= late
+        for user_id in sorted(erased):
+            await self.redact(user_id)
+            if self.erasure is not None and any(
+                e.type == "UserErased" and e.payload["user_id"] == user_id for e in events
+            ):
+                await _retry_transient(partial(self.erasure.erased, user_id))
+
+    async def redact(self, user_id: str) -> None:
+        """Redact ``user_id``'s personal data in every view and the search indexes (retried until done)."""
+        for name in self.projections:
+            store = await _retry_transient(partial(self._store, name))
+            changed = await _retry_transient(partial(store.redact, user_id))
+            log.info("%s: %d documents of %s redacted", name, changed, user_id, extra={"user_id": user_id})
+        if self.search is not None:
+            await _retry_transient(partial(self.search.redact, user_id))
 
     async def _invalidate(self, events: Sequence[EventEnvelope]) -> None:
         """Cached media decisions that a departure, a completed upload or a deletion ends (retried: a

@@ -170,12 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream",
         default=None,
         metavar="ID",
-        help="only this stream: a conversation id (as clients know it, or conversation:<id>) or username:<name>",
+        help="only this stream: a conversation id (as clients know it, or conversation:<id>), username:<name> "
+        "or account:<user id>",
     )
     rp.add_argument("--user", default=None, metavar="ID", help="only events whose actor is this user id (a UUID)")
     rp.add_argument("--since", default=None, metavar="ISO", help="only events at or after this ISO-8601 time")
     rp.add_argument("--until", default=None, metavar="ISO", help="only events before this ISO-8601 time")
     _data_dir_arg(rp)
+
+    er = sub.add_parser(
+        "erase",
+        help="erase a user: their personal data becomes unreadable everywhere (crypto-shredding)",
+        description="Erase a user as DELETE /users/me does, as an operator: their data key is destroyed, so their "
+        'personal data reads "[erased]" in every view, search, replay and rebuild; their media objects are '
+        "removed and their tokens stop working. Exit 0 when erased (or erased already), 1 for an unknown user.",
+    )
+    er.add_argument("--user", required=True, metavar="ID", help="the user id (a UUID)")
+    _data_dir_arg(er)
 
     au = sub.add_parser("audit", help="the compliance trail", description="The compliance trail.")
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
@@ -231,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from api.cli.replay import run_replay
 
             return run_replay(args)
+        if args.command == "erase":
+            from api.cli.erase import run_erase
+
+            return run_erase(args)
         if args.command == "audit":
             from api.cli.audit import run_audit_verify
 

@@ -2,7 +2,8 @@
 
 Reads the events topic up to its end at start (a plain consumer, no group), merges the
 partitions by (occurred_at, partition, offset), drops repeated copies of an event, upcasts
-each event to its current schema and redacts password hashes. ``--stream`` naming a stream
+each event to its current schema and redacts password hashes. Personal fields sealed under a
+user's data key are opened (docs/THREAT-MODEL.md); an erased user's read ``"[erased]"``. ``--stream`` naming a stream
 with no events at all is an error (exit 1, "no events for stream X"), so that a mistyped
 id is not mistaken for an empty history.
 """
@@ -17,12 +18,17 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from api.cli.progress import CliError, ProgressBar, fail, load_cli_settings, run_command
+from domain.accounts import STREAM_PREFIX as ACCOUNT_PREFIX
+from domain.accounts import account_stream_id
 from domain.conversation import STREAM_PREFIX as CONVERSATION_PREFIX
 from domain.conversation import conversation_stream_id
 from domain.envelope import EventEnvelope, iso
 from domain.errors import DomainError
-from domain.names import USERNAME_STREAM_PREFIX, username_stream_id
+from domain.names import USERNAME_STREAM_PREFIX, normalise_username, username_stream_id
 from infra.kafka.log_reader import LogEntry, LogReader, Record, StreamDedupe, decode_event_record
+from infra.mongo.client import mongo_client
+from infra.mongo.key_store import key_ring
+from infra.security.shredding import KeyRing, UnreadableBox, open_event, sealed_subject, username_index_key
 from infra.settings import Settings
 
 PROG = "replay"
@@ -41,18 +47,25 @@ def parse_time(value: str | None, flag: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def parse_stream(value: str | None) -> str | None:
+def parse_stream(value: str | None, index_key: bytes | None) -> str | None:
     """The stream id ``--stream`` names: a conversation id as clients know it (a bare UUID, or
-    ``conversation:<uuid>``), or a username reservation (``username:<name>``, normalised as at
-    registration). Anything else is bad input (exit 2)."""
+    ``conversation:<uuid>``), a username reservation (``username:<name>``, normalised as at
+    registration, then hashed with ``index_key`` as its stream id is; None: only checked), or a user's
+    account (``account:<user id>``: their erasure). Anything else is bad input (exit 2)."""
     if value is None:
         return None
     text = value.strip()
     if not text:
         raise CliError("--stream is empty: give a conversation id, conversation:<id> or username:<name>", 2)
+    if text.startswith(ACCOUNT_PREFIX):
+        try:
+            return account_stream_id(str(uuid.UUID(text.removeprefix(ACCOUNT_PREFIX))))
+        except ValueError:
+            raise CliError(f"invalid --stream {value!r}: expected account:<user id> (a UUID)", 2) from None
     if text.startswith(USERNAME_STREAM_PREFIX):
         try:
-            return username_stream_id(text.removeprefix(USERNAME_STREAM_PREFIX))
+            name = text.removeprefix(USERNAME_STREAM_PREFIX)
+            return username_stream_id(name, index_key) if index_key is not None else normalise_username(name)
         except DomainError as exc:
             raise CliError(f"invalid --stream {value!r}: {exc.message}", 2) from None
     conversation = text.removeprefix(CONVERSATION_PREFIX)
@@ -154,14 +167,27 @@ def _upcast(event: EventEnvelope) -> EventEnvelope:
         return event  # a version this code does not know: print it as stored
 
 
-async def replay(settings: Settings, chooser: ReplayFilter, out: TextIO, err: TextIO | None = None) -> int:
-    """Write the selected events to ``out``; returns how many were written."""
+async def _opened(event: EventEnvelope, keys: KeyRing | None) -> EventEnvelope:
+    subject = sealed_subject(event)
+    if keys is None or subject is None:
+        return event
+    try:
+        return open_event(event, await keys.data_keys([subject]))
+    except UnreadableBox:
+        return event  # printed as stored: the box is not this key store's to open
+
+
+async def replay(
+    settings: Settings, chooser: ReplayFilter, out: TextIO, err: TextIO | None = None, keys: KeyRing | None = None
+) -> int:
+    """Write the selected events to ``out``, sealed fields opened with ``keys``; returns how many."""
     written = 0
     async with LogReader(settings, settings.events_topic, batch_size=2000) as reader:
         bar = ProgressBar("replay", err) if err is not None and err.isatty() else None
         total = reader.total
         async for entry in reader.merged(chooser.decode, _order):
-            out.write(event_line(_upcast(entry.value), entry.partition, entry.offset) + "\n")
+            event = _upcast(await _opened(entry.value, keys))
+            out.write(event_line(event, entry.partition, entry.offset) + "\n")
             written += 1
             if bar is not None and written % 500 == 0:
                 bar.update(sum(reader.positions.values()), total)
@@ -176,23 +202,29 @@ async def replay(settings: Settings, chooser: ReplayFilter, out: TextIO, err: Te
 
 def run_replay(args: argparse.Namespace) -> int:
     try:
-        stream = parse_stream(args.stream)
         user = parse_user(args.user)
         since = parse_time(args.since, "--since")
         until = parse_time(args.until, "--until")
         if since is not None and until is not None and since >= until:
             raise CliError("--since must be before --until", 2)
+        stream = parse_stream(args.stream, None)  # refused before any setting is read when malformed
         settings = load_cli_settings(args.data_dir)
+        if not settings.master_key:
+            raise CliError("no master key (PARLEY_MASTER_KEY, or --data-dir of a `parley up`)", 2)
+        stream = parse_stream(args.stream, username_index_key(settings.master_key))
     except CliError as exc:
         return fail(PROG, exc.message, exc.status)
     chooser = ReplayFilter(stream, user, since, until)
 
     async def main() -> int:
+        client = mongo_client(settings)
         try:
-            await replay(settings, chooser, sys.stdout, sys.stderr)
+            await replay(settings, chooser, sys.stdout, sys.stderr, key_ring(settings, client))
         except BrokenPipeError:
             _silence_stdout()  # `parley replay | head`: the reader left, which is not an error
             return 0
+        finally:
+            await client.close()
         if chooser.stream is not None and not chooser.stream_seen:
             return fail(PROG, f"no events for stream {chooser.stream}", 1)
         return 0

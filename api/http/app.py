@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 from api import bootstrap
 from api.http.middleware import CorrelationMiddleware
 from api.http.openapi import DESCRIPTION, mount_docs
-from api.http.routers import auth, health
+from api.http.routers import auth, health, users
 from api.rate_limits import RateLimited
 from api.services import GatewayServices
 from api.socket.server import create_socket_server
@@ -70,6 +70,7 @@ def create_app(settings: Settings, services: GatewayServices | None = None) -> A
     http.state.sio = sio
     http.include_router(health.router)
     http.include_router(auth.router)
+    http.include_router(users.router)
     http.add_middleware(CorrelationMiddleware, metrics=services.metrics)
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -74,3 +74,21 @@ def register(sio: socketio.AsyncServer, services: GatewayServices) -> None:
 
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
+
+
+def disconnect_erased(sio: socketio.AsyncServer, services: GatewayServices) -> None:
+    """An erased user's sockets on this gateway are disconnected as soon as the worker says so."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def disconnect_all(user_id: str) -> None:
+        sids = [sid for sid, _ in sio.manager.get_participants(NAMESPACE, user_room(user_id))]
+        for sid in sids:
+            await sio.disconnect(sid, namespace=NAMESPACE)
+        log.info("erased user: %d sockets disconnected", len(sids), extra={"user_id": user_id})
+
+    def erased(user_id: str) -> None:
+        task = asyncio.create_task(disconnect_all(user_id))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    services.erased_users.on_erased = erased

@@ -128,6 +128,8 @@ class EventRunner:
         except KeyError:
             return None
         user_id = session.get("user_id") if isinstance(session, dict) else None
+        if user_id in self.services.erased_users.users:  # erased while connected: nothing more
+            return None
         return user_id if isinstance(user_id, str) else None
 
     async def _record_refusal(

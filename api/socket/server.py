@@ -38,4 +38,5 @@ def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
     typing_indicator.register(runner, services)
     search.register(runner, services)
     unknown.register(sio, runner)
+    connection.disconnect_erased(sio, services)
     return sio

@@ -2,7 +2,7 @@
 
 ```
 DIR/lock          flock held by the running `parley up` (contains its pid)
-DIR/secrets.json  S3 secret and JWT secret, generated once (0600)
+DIR/secrets.json  S3 secret, JWT secret and master key, generated once (0600)
 DIR/ports.json    ports chosen for the local servers, reused on the next start
 DIR/run.json      written while a platform runs: how to reach its servers (0600)
 DIR/logs/         one log per child process
@@ -144,6 +144,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
 class LocalSecrets:
     s3_secret_key: str
     jwt_secret: str
+    master_key: str
 
 
 def load_or_create_secrets(data_dir: DataDir) -> LocalSecrets:
@@ -151,6 +152,9 @@ def load_or_create_secrets(data_dir: DataDir) -> LocalSecrets:
     path = data_dir.secrets_file
     stored: dict[str, Any] = read_json_object(path) if path.exists() else {}
     values = {name: str(stored.get(name) or secrets.token_urlsafe(32)) for name in ("s3_secret_key", "jwt_secret")}
+    # 32 random bytes, urlsafe base64 without padding (infra/security/shredding.py). Losing it
+    # loses every user's personal data in the log: it is kept here, never regenerated.
+    values["master_key"] = str(stored.get("master_key") or secrets.token_urlsafe(32))
     if values != stored:
         write_private_json(path, values)
     return LocalSecrets(**values)

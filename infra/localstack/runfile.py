@@ -33,6 +33,7 @@ RUN_ENV_FIELDS = (
     "s3_region",
     "media_bucket",
     "jwt_secret",
+    "master_key",
     "data_dir",
     "host",
     "port",

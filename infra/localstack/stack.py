@@ -60,6 +60,8 @@ class LocalStack:
             updates["jwt_secret"] = secrets.jwt_secret
         if not self.settings.s3_secret_key:
             updates["s3_secret_key"] = secrets.s3_secret_key
+        if not self.settings.master_key:
+            updates["master_key"] = secrets.master_key
         for server in self.servers:
             updates.update(server.resolved(self.settings, self.ports[server.role]))
         return self.settings.model_copy(update=updates)

@@ -152,6 +152,25 @@ class DocumentStore:
                         raise
         return folded
 
+    async def redact(self, user_id: str) -> int:
+        """Redact every document holding ``user_id``'s personal data (crypto-shredding); how many changed.
+
+        Each is replaced only if it is still the version read, so a newer write in between is never
+        overwritten with an older state; that write's batch checks the key again (streams/runtime.py).
+        Idempotent: a redacted document redacts to itself."""
+        query = self.projection.holding(user_id)
+        if query is None:
+            return 0
+        ops: list[ReplaceOne[MongoDoc]] = []
+        async for doc in self.collection.find(query):
+            new = self.projection.redact(dict(doc), user_id)
+            if new != doc:
+                ops.append(ReplaceOne({"_id": doc["_id"], VERSION_FIELD: doc.get(VERSION_FIELD)}, new))
+        if ops:
+            with refusals():
+                await self.collection.bulk_write(ops, ordered=False)
+        return len(ops)
+
 
 @contextlib.contextmanager
 def refusals() -> Iterator[None]:

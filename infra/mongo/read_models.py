@@ -16,6 +16,7 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from domain.personal import ERASED
 from infra.mongo.client import MongoDoc
 from infra.mongo.documents import ProjectionRegistry
 
@@ -55,6 +56,10 @@ def public(doc: MongoDoc) -> MongoDoc:
     return {k: v for k, v in doc.items() if k not in _HIDDEN}
 
 
+# Users whose account is not erased (projections/users.py: an erased user's name reads "[erased]").
+_LIVE = {"username": {"$ne": ERASED}}
+
+
 @dataclass(frozen=True)
 class Credentials:
     user_id: str
@@ -91,7 +96,9 @@ class ReadModels:
         return None if doc is None else public(doc)
 
     async def user_exists(self, user_id: str) -> bool:
-        return await (await self._coll(USERS)).find_one({"_id": user_id}, projection={"_id": 1}) is not None
+        """Registered and not erased."""
+        found = await (await self._coll(USERS)).find_one({"_id": user_id, **_LIVE}, projection={"_id": 1})
+        return found is not None
 
     async def missing_users(self, user_ids: Iterable[str]) -> list[str]:
         """Those of ``user_ids`` that are not registered users (in first-seen order)."""
@@ -99,7 +106,7 @@ class ReadModels:
         if not wanted:
             return []
         found: set[str] = set()
-        async for doc in (await self._coll(USERS)).find({"_id": {"$in": wanted}}, projection={"_id": 1}):
+        async for doc in (await self._coll(USERS)).find({"_id": {"$in": wanted}, **_LIVE}, projection={"_id": 1}):
             found.add(str(doc["_id"]))
         return [u for u in wanted if u not in found]
 

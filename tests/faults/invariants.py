@@ -24,6 +24,7 @@ from domain.envelope import EventEnvelope
 from infra.kafka.log_reader import LogReader
 from infra.mongo.client import mongo_client, mongo_db
 from infra.mongo.documents import ProjectionRegistry
+from infra.mongo.key_store import key_ring
 from infra.rebuild import decode_upcast_event, projection_status
 from projections.base import fold
 from projections.catalog import DOCUMENT_PROJECTIONS
@@ -140,12 +141,17 @@ async def check_invariants(platform: Platform, report: LoadReport, specs: Sequen
     try:
         db = mongo_db(client, platform.settings)
         registry = ProjectionRegistry(db, cache_seconds=0)
+        keys = key_ring(platform.settings, client)
+        opened_with = await keys.keys_for(events)
+        opened = [keys.open(event, opened_with) for event in events]  # as the projections read them
         for name, projection in DOCUMENT_PROJECTIONS.items():
-            folded = fold(projection, {}, events)
+            folded = fold(projection, {}, opened)
             expected = {k: v for k, v in folded.docs.items() if v is not None}
             live = await registry.live_collection(name)
             actual = {str(doc["_id"]): doc async for doc in db[live].find({})}
-            assert actual == expected, f"read model {name} differs from a fold of the log"
+            assert actual == expected, (
+                f"read model {name} differs from a fold of the log: {differences(actual, expected)}"
+            )
     finally:
         await client.close()
 
@@ -158,3 +164,15 @@ async def check_invariants(platform: Platform, report: LoadReport, specs: Sequen
         timeout=300,
     )
     assert verified.returncode == 0, f"audit verify failed:\n{verified.stdout}\n{verified.stderr}"
+
+
+def differences(actual: dict[str, Any], expected: dict[str, Any], most: int = 3) -> str:
+    """What a read model and the fold of the log disagree on, briefly (ids, then first documents)."""
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    changed = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])
+    shown = [f"{k}: live {actual[k]!r} != folded {expected[k]!r}" for k in changed[:most]]
+    return (
+        f"missing {missing[:most]} ({len(missing)}), extra {extra[:most]} ({len(extra)}), "
+        f"differ {shown} ({len(changed)})"
+    )

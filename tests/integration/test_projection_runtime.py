@@ -139,6 +139,9 @@ class OrderedSearch:
         self.conversations_seen.append(await live(self.env, "conversations"))
         return folded
 
+    async def redact(self, user_id: str) -> int:
+        return int(await self.store.redact(user_id))
+
 
 async def test_search_is_applied_before_the_conversations_view_and_parks_poison_alike(env: Env) -> None:
     from infra.search_client import search_client

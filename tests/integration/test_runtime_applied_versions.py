@@ -22,7 +22,7 @@ from infra.mongo.documents import Positions, ProjectionRegistry
 from infra.settings import Settings
 from projections.pushes import Push
 from streams.runtime import ProjectionRuntime, Record
-from tests.unit.app.scenario import USERS, Scenario
+from tests.unit.app.scenario import INDEX_KEY, USERS, Scenario
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ async def test_one_announcement_per_batch_once_every_view_and_position_holds_it(
     runtime.applied = announced
     await runtime.events_batch(records(s.log))
     assert announced.sent == [
-        {username_stream_id("carol"): 1, conversation_stream_id(group): 4, conversation_stream_id(direct): 2}
+        {username_stream_id("carol", INDEX_KEY): 1, conversation_stream_id(group): 4, conversation_stream_id(direct): 2}
     ]
     assert announced.views_then == [{group: 4, direct: 2}], "the conversations view vouches for the rest"
     # The positions are saved beside the announcement (a redelivery re-applies nothing), and by

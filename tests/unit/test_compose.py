@@ -119,6 +119,8 @@ def optional_in_env_example() -> set[str]:
 def filled_env(**overrides: str) -> dict[str, str]:
     """A .env as an operator fills it in: every variable of .env.example, with a real-looking value."""
     env = {key: hashlib.sha256(key.encode()).hexdigest()[:32] for key in env_example()}
+    # The master key is 32 bytes in urlsafe base64, as .env.example says to generate it.
+    env["PARLEY_MASTER_KEY"] = base64.urlsafe_b64encode(hashlib.sha256(b"master").digest()).decode().rstrip("=")
     env.update(overrides)
     return env
 

@@ -18,6 +18,7 @@ from api.deps import (
     RefreshRateLimit,
     RegisterRateLimit,
     SendCommandDep,
+    ServicesDep,
     SettingsDep,
     TokensDep,
 )
@@ -114,6 +115,7 @@ async def register(
     passwords: PasswordsDep,
     read_models: ReadModelsDep,
     metrics: MetricsDep,
+    services: ServicesDep,
 ) -> RegisterResponse:
     started = time.perf_counter()
     code = "internal"
@@ -123,7 +125,7 @@ async def register(
         user_id = derive_id(command_id, "user")
         command = Command(
             type=REGISTER_COMMAND,
-            aggregate_id=username_stream_id(body.username),
+            aggregate_id=username_stream_id(body.username, services.name_index_key),
             actor_id=user_id,
             correlation_id=correlation_id_var.get() or str(uuid.uuid4()),
             payload={
@@ -147,9 +149,7 @@ async def register(
             code = refused.code
             raise _refusal_status(refused) from None
         code = "ok"
-        return RegisterResponse(
-            user_id=str(data.get("user_id", user_id)), username=str(data.get("username", body.username))
-        )
+        return RegisterResponse(user_id=str(data.get("user_id", user_id)), username=body.username.strip())
     finally:
         metrics.observe_command(REGISTER_COMMAND, code, time.perf_counter() - started)
 

@@ -12,12 +12,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from domain.envelope import CommandEnvelope, Outcome
+from domain.names import username_stream_id
 from infra.kafka.codec import decode_command, decode_rejection
 from infra.kafka.command_bus import CommandBus, Unavailable
 from infra.kafka.offsets import topic_partitions
 from infra.provision import ensure_topics
 from infra.redis_client import redis_client
 from infra.replies import RedisReplies
+from infra.security.shredding import username_index_key
 from infra.settings import Settings
 from tests.contracts.command_sender import CommandSenderContract
 
@@ -195,17 +197,18 @@ async def test_the_real_worker_answers_a_command(stack_settings: Settings) -> No
     try:
         name = f"bus{uuid.uuid4().hex[:10]}"
         command = envelope(b, "user:register")
+        user_id = str(uuid.uuid4())
         command = command.model_copy(
             update={
-                "aggregate_id": f"username:{name}",
-                "payload": {"user_id": str(uuid.uuid4()), "username": name, "password_hash": "x"},
+                "aggregate_id": username_stream_id(name, username_index_key(stack_settings.master_key)),
+                "payload": {"user_id": user_id, "username": name, "password_hash": "x"},
             }
         )
         outcome = await b.execute(command, timeout=15)
         again = await b.execute(command, timeout=15)  # the same command_id: the same result
     finally:
         await b.stop()
-    assert outcome.ok and outcome.data["username"] == name
+    assert outcome.ok and outcome.data == {"user_id": user_id, "version": 1}
     assert again.ok and again.data == outcome.data
 
 

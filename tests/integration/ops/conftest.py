@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from infra.mongo.client import MongoDoc, mongo_client, mongo_db
 from infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+MASTER_KEY = secrets.token_urlsafe(32)  # this session's: the ops tests' key stores are their own
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def ops_servers(request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings naming a Kafka and a MongoDB (nothing else is set)."""
     if os.environ.get("PARLEY_OPS_OWN_SERVERS") != "1":
         platform: Settings = request.getfixturevalue("stack_settings")
-        yield Settings(kafka_bootstrap=platform.kafka_bootstrap, mongo_url=platform.mongo_url)
+        yield Settings(kafka_bootstrap=platform.kafka_bootstrap, mongo_url=platform.mongo_url, master_key=MASTER_KEY)
         return
     from infra.localstack.datadir import DataDir
     from infra.localstack.stack import LocalStack
@@ -54,7 +56,7 @@ def ops_servers(request: pytest.FixtureRequest) -> Iterator[Settings]:
     loop = asyncio.new_event_loop()
     try:
         resolved = loop.run_until_complete(stack.start())
-        yield Settings(kafka_bootstrap=resolved.kafka_bootstrap, mongo_url=resolved.mongo_url)
+        yield Settings(kafka_bootstrap=resolved.kafka_bootstrap, mongo_url=resolved.mongo_url, master_key=MASTER_KEY)
     finally:
         loop.run_until_complete(stack.supervisor.stop_all())
         loop.close()
@@ -103,6 +105,7 @@ class OpsEnv:
             PARLEY_MONGO_DB=self.settings.mongo_db,
             PARLEY_TOPIC_PREFIX=self.settings.topic_prefix,
             PARLEY_PARTITIONS=str(self.settings.partitions),
+            PARLEY_MASTER_KEY=self.settings.master_key,
             PYTHONPATH=str(REPO_ROOT),
         )
         return env
@@ -131,6 +134,7 @@ async def ops(ops_servers: Settings) -> AsyncIterator[OpsEnv]:
         yield env
     finally:
         await client.drop_database(name)
+        await client.drop_database(settings.key_store_database)
         await client.close()
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="ops-tests")
         try:

@@ -38,6 +38,12 @@ class MessageCounts:
         count = 0 if doc is None else int(doc["count"])
         return {"count": count + (event.type == "MessageSent")}
 
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return None  # counts hold nobody's personal data
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        return doc
+
 
 class Fragile(MessageCounts):
     """Raises on some events, as a projection with a bug would: the live agent parks those."""

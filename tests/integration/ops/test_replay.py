@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 from domain.envelope import iso
+from domain.names import username_stream_id
+from infra.security.shredding import username_index_key
 from tests.integration.ops.conftest import OpsEnv
 from tests.unit.ops.events import chat_log
 
@@ -52,9 +55,6 @@ async def test_replay_filters_by_stream_user_and_time(ops: OpsEnv) -> None:
     # The id as clients know it (an ack's conversation_id) names the same stream.
     bare = ops.cli("replay", "--stream", conversation.removeprefix("conversation:"))
     assert bare.returncode == 0 and bare.stdout == stream.stdout, bare.stderr
-    registration = next(e for e in log.events if e.type == "UserRegistered")
-    username = ops.cli("replay", "--stream", registration.stream_id.upper().replace("USERNAME:", "username:"))
-    assert [o["event_id"] for o in lines(username.stdout)] == [registration.event_id], username.stderr
 
     user = log.events[0].actor_id
     assert user is not None
@@ -107,3 +107,18 @@ async def test_replay_when_servers_are_down_or_unknown(ops: OpsEnv, tmp_path) ->
     assert no_platform.returncode == 2
     assert no_platform.stderr.startswith("parley replay: ") and no_platform.stderr.count("\n") == 1
     assert "Traceback" not in no_platform.stderr
+
+
+async def test_replay_finds_a_username_reservation_by_its_name(ops: OpsEnv) -> None:
+    """Its stream id holds a keyed hash of the name: replay hashes ``username:<name>`` as registration does."""
+    await ops.create_topics(events=3)
+    log = chat_log(seed=13, messages=2)
+    template = next(e for e in log.events if e.type == "UserRegistered")
+    name = "Ada.Lovelace"
+    stream = username_stream_id(name, username_index_key(ops.settings.master_key))
+    registration = template.model_copy(update={"event_id": str(uuid.uuid4()), "stream_id": stream})
+    await ops.produce([*log.events, registration])
+    found = ops.cli("replay", "--stream", f"username:{name.upper()}")
+    assert found.returncode == 0, found.stderr
+    assert [o["event_id"] for o in lines(found.stdout)] == [registration.event_id]
+    assert "ada.lovelace" not in stream.lower(), "the name is not in the stream id"

@@ -12,6 +12,9 @@ from domain.conversation import conversation_stream_id, direct_conversation_id
 from domain.envelope import CommandEnvelope, EventEnvelope, derive_id
 from domain.names import username_stream_id
 
+# Keys the username streams' hashes in tests (production derives it from the master key).
+INDEX_KEY = b"parley-tests-username-index-key!"
+
 USERS = [str(uuid.UUID(int=i + 1)) for i in range(4)]
 
 
@@ -72,7 +75,7 @@ class Scenario:
 
     def register(self, user_id: str, username: str) -> Result:
         payload = {"user_id": user_id, "username": username, "password_hash": "h"}
-        return self.run(self.command("user:register", username_stream_id(username), None, payload))
+        return self.run(self.command("user:register", username_stream_id(username, INDEX_KEY), None, payload))
 
     def create_group(self, actor: str, others: list[str], title: str = "team") -> str:
         cmd = self.command("conversation:create", "", actor, {})

@@ -244,3 +244,25 @@ def test_batches_of_any_size_decide_like_one_at_a_time(picks: list[tuple[int, in
         batches.append(commands[i : i + cut])
         i += cut
     assert snapshot(run_batches(fresh(), batches)) == snapshot(one_at_a_time)
+
+
+def test_an_erased_actors_commands_are_refused_and_their_earlier_acks_still_answered() -> None:
+    s = Scenario()
+    conv = s.create_group(A, [B], "team")
+    stream = conversation_stream_id(conv)
+    before = s.command("message:send", stream, A, {"conversation_id": conv, "body": "before"})
+    decided = decide_batch([before], s.stores)
+    save_batch(decided, s.stores)
+    assert decided[0].result.outcome.ok
+
+    def erased_a(command: CommandEnvelope) -> tuple[Any, str] | None:
+        return ("unauthorized", "this account is erased") if command.actor_id == A else None
+
+    after = s.command("message:send", stream, A, {"conversation_id": conv, "body": "after"})
+    other = s.command("message:send", stream, B, {"conversation_id": conv, "body": "from b"})
+    batch = decide_batch([before, after, other], s.stores, refuse=erased_a)
+    assert batch[0].result.outcome == decided[0].result.outcome.model_copy(update={"reply_to": before.reply_to})
+    assert batch[0].result.repeated, "a retry of an acked command gets its ack, not a refusal"
+    assert (batch[1].result.outcome.ok, batch[1].result.outcome.error_code) == (False, "unauthorized")
+    assert batch[1].result.events == [] and batch[1].result.rejection is not None
+    assert batch[2].result.outcome.ok and batch[2].result.events[0].payload["seq"] == 2, "others decide on"

@@ -15,6 +15,7 @@ from domain.conversation import conversation_id_of, conversation_stream_id
 from domain.errors import DomainError
 from domain.keys import keys_stream_id
 from domain.names import username_stream_id
+from tests.unit.app.scenario import INDEX_KEY
 from tests.unit.domain.harness import Stream, command
 from tests.unit.domain.test_keys import key as public_key
 from tests.unit.domain.test_keys import prekeys, publish_payload
@@ -90,7 +91,7 @@ def payloads(draw: st.DrawFn, command_type: str) -> dict[str, Any]:
 def stream_for(command_type: str) -> Stream:
     if command_type.startswith("keys:"):
         return KEYS
-    return Stream(username_stream_id("newbie")) if command_type == "user:register" else STREAM
+    return Stream(username_stream_id("newbie", INDEX_KEY)) if command_type == "user:register" else STREAM
 
 
 @pytest.mark.parametrize("command_type", sorted(VALID))

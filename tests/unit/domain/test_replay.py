@@ -13,6 +13,7 @@ from domain.conversation import ConversationState, MessageRef, conversation_id_o
 from domain.envelope import CommandEnvelope, EventEnvelope
 from domain.names import username_stream_id
 from domain.users import UsernameState
+from tests.unit.app.scenario import INDEX_KEY
 from tests.unit.domain.harness import Stream, command, fold, fold_messages
 
 USERS = ("u0", "u1", "u2", "u3")
@@ -152,7 +153,7 @@ def test_repeated_command_ids_append_nothing_and_return_the_same_result(script: 
 
 
 def test_username_state_round_trips_and_replays() -> None:
-    stream = Stream(username_stream_id("Alice"))
+    stream = Stream(username_stream_id("Alice", INDEX_KEY))
     payload = {"user_id": "u-1", "username": "Alice", "password_hash": "h"}
     assert stream.run(command("user:register", None, stream.stream_id, payload)).ok
     assert isinstance(stream.state, UsernameState)

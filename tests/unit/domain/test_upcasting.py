@@ -140,9 +140,8 @@ def test_the_stored_v1_log_folds_into_todays_state() -> None:
         M3: MessageRef(conversation_id=CONVERSATION, message_id=M3, sender_id=CAROL, seq=3),
     }
     users = {event.stream_id: fold(event.stream_id, [event]) for event in log if event.type == "UserRegistered"}
-    assert users["username:alice"] == UsernameState(
-        normalised="alice", version=1, user_id=ALICE, username="Alice", display_name="Alice A."
-    )
+    # A log written before the names were hashed: its streams still fold (their key is the name).
+    assert users["username:alice"] == UsernameState(name_key="alice", version=1, user_id=ALICE)
     assert set(users) == {"username:alice", "username:bob", "username:carol.k"}
 
 

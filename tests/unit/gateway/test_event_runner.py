@@ -47,6 +47,12 @@ class FakeServices:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     settings: Settings = field(default_factory=Settings)
     rate_limiter: InMemoryRateLimiter = field(default_factory=InMemoryRateLimiter)
+    erased_users: ErasedSoFar = field(default_factory=lambda: ErasedSoFar(set()))
+
+
+@dataclass
+class ErasedSoFar:
+    users: set[str]
 
 
 def make_runner(limits: RateLimits | None = None) -> tuple[EventRunner, FakeSio, FakeServices]:
@@ -235,3 +241,13 @@ async def test_an_undecodable_payload_is_acked_invalid_with_its_reason() -> None
     )
     assert ack["ok"] is False
     assert ack["error"] == {"code": "invalid", "message": "payload nested too deeply"}
+
+
+async def test_a_user_erased_while_connected_is_refused_from_the_next_event() -> None:
+    runner, sio, services = make_runner()
+    runner.on("thing:get", answer, kind="query")
+    assert (await sio.handlers["thing:get"]("sid-1", {"x": 1}))["ok"] is True
+    services.erased_users.users.add("user-1")
+    refused = await sio.handlers["thing:get"]("sid-1", {"x": 1})
+    assert refused["ok"] is False and refused["error"]["code"] == "unauthorized"
+    assert (await sio.handlers["thing:get"]("sid-2", {"x": 1}))["ok"] is True, "other users are untouched"

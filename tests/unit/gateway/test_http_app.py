@@ -18,6 +18,7 @@ UNREACHABLE = Settings(
     s3_endpoint="127.0.0.1:1",
     s3_secret_key="unit-test-secret-key",
     jwt_secret="unit-test-jwt-secret-0123456789abcdef",
+    master_key="dW5pdC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXMhISE",
 )
 
 

@@ -12,8 +12,10 @@ from api.cli.main import build_parser, main
 from api.cli.progress import CliError
 from api.cli.projections import status_table
 from api.cli.replay import parse_stream, parse_user
+from domain.names import username_stream_id
 from infra.rebuild import PartitionStatus, ProjectionStatus, RebuildReport, projection_names
 from tests.conftest import REPO_ROOT
+from tests.unit.app.scenario import INDEX_KEY
 
 CONVERSATION = "6f1c1f52-8c1e-4f0b-9a52-5d7c2f6f0e11"
 
@@ -104,14 +106,25 @@ def test_rebuild_help_lists_the_valid_names_from_the_catalog(capsys: pytest.Capt
 
 
 def test_stream_accepts_what_clients_and_operators_know() -> None:
-    assert parse_stream(CONVERSATION) == f"conversation:{CONVERSATION}"
-    assert parse_stream(f"conversation:{CONVERSATION}") == f"conversation:{CONVERSATION}"
-    assert parse_stream(f" {CONVERSATION.upper()} ") == f"conversation:{CONVERSATION}"
-    assert parse_stream("username:Alice") == "username:alice"  # normalised as at registration
-    assert parse_stream(None) is None
-    for bad in ("", "   ", "conversation:", "conversation:nope", "nope", "username:x", "message:" + CONVERSATION):
+    assert parse_stream(CONVERSATION, INDEX_KEY) == f"conversation:{CONVERSATION}"
+    assert parse_stream(f"conversation:{CONVERSATION}", INDEX_KEY) == f"conversation:{CONVERSATION}"
+    assert parse_stream(f" {CONVERSATION.upper()} ", INDEX_KEY) == f"conversation:{CONVERSATION}"
+    assert parse_stream("username:Alice", INDEX_KEY) == username_stream_id("alice", INDEX_KEY)  # as at registration
+    assert parse_stream(None, INDEX_KEY) is None
+    user = "5f0c6a8e-0f5b-4c1e-9d7a-3b2e1c0d9f8a"
+    assert parse_stream(f"account:{user.upper()}", INDEX_KEY) == f"account:{user}"
+    for bad in (
+        "",
+        "   ",
+        "conversation:",
+        "conversation:nope",
+        "nope",
+        "username:x",
+        "message:" + CONVERSATION,
+        "account:x",
+    ):
         with pytest.raises(CliError) as refused:
-            parse_stream(bad)
+            parse_stream(bad, INDEX_KEY)
         assert refused.value.status == 2
 
 

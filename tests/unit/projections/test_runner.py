@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from domain.envelope import EventEnvelope
 from infra.kafka.codec import decode_event, encode_event
@@ -33,6 +34,12 @@ class Counts:
         if event.payload.get("body") == "boom":
             raise KeyError("boom")
         return {"count": (doc or {}).get("count", 0) + 1}
+
+    def holding(self, user_id: str) -> dict[str, Any] | None:
+        return None  # counts hold nobody's personal data
+
+    def redact(self, doc: Doc, user_id: str) -> Doc:
+        return doc
 
 
 class MemoryStore:
