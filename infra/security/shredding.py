@@ -45,6 +45,7 @@ from domain.media import MEDIA_REF_PREFIX
 BOX_VERSION = 1
 KEY_BYTES = 32
 CACHE_S = 60.0
+_LIST_INDEX = re.compile(r"\.\d+\.")  # "attachments.0.filename" -> the policy's "attachments.*.filename"
 
 
 class KeyValue(Protocol):
@@ -172,7 +173,7 @@ def open_event(event: EventEnvelope, keys: Mapping[str, bytes | None]) -> EventE
     if personal.subject_of(event.type, rest) != subject:
         raise UnreadableBox(f"event {event.event_id}: the box's subject is not the event's")
     allowed = set(personal.POLICY[event.type].paths)
-    if any(re.sub(r"\.\d+\.", ".*.", path) not in allowed for path in paths):
+    if any(_LIST_INDEX.sub(".*.", path) not in allowed for path in paths):
         raise UnreadableBox(f"event {event.event_id}: the box names fields that are not personal")
     key = keys[subject]
     values: Any = personal.erased(paths)

@@ -55,17 +55,8 @@ async def env(stack_settings: Settings) -> AsyncIterator[Env]:
     name = f"test_runtime_{uuid.uuid4().hex[:8]}"
     settings = stack_settings.model_copy(update={"mongo_db": name, "topic_prefix": f"rt-{uuid.uuid4().hex[:8]}"})
     db = client[name]
-    registry = ProjectionRegistry(db, cache_seconds=0)
     pusher, dead = FakePusher(), FakeDeadLetters()
-    runtime = ProjectionRuntime(
-        settings=settings,
-        registry=registry,
-        positions=Positions(db),
-        database=db,
-        trail=AuditTrail(db, registry=registry),
-        pusher=pusher,
-        dead_letters=dead,
-    )
+    runtime = runtime_in(settings, db, pusher, dead)
     try:
         yield Env(runtime, db, pusher, dead)
     finally:
@@ -73,13 +64,35 @@ async def env(stack_settings: Settings) -> AsyncIterator[Env]:
         await client.close()
 
 
+def runtime_in(
+    settings: Settings, db: AsyncDatabase[dict[str, Any]], pusher: FakePusher, dead: FakeDeadLetters, **extra: Any
+) -> ProjectionRuntime:
+    """The worker's projection runtime on ``db``, with fakes for what it pushes and parks."""
+    registry = ProjectionRegistry(db, cache_seconds=0)
+    return ProjectionRuntime(
+        settings=settings,
+        registry=registry,
+        positions=Positions(db),
+        database=db,
+        trail=AuditTrail(db, registry=registry),
+        pusher=pusher,
+        dead_letters=dead,
+        **extra,
+    )
+
+
 def records(events: list[EventEnvelope], start: int = 0) -> list[Record]:
     return [Record(0, start + i, encode_event(e)[1]) for i, e in enumerate(events)]
 
 
 async def live(env: Env, name: str) -> list[dict[str, Any]]:
-    coll = await env.runtime.registry.live_collection(name)
-    return [d async for d in env.db[coll].find().sort("_id")]
+    return await live_docs(env.runtime, env.db, name)
+
+
+async def live_docs(runtime: ProjectionRuntime, db: AsyncDatabase[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The documents of projection ``name``'s live collection, by id."""
+    coll = await runtime.registry.live_collection(name)
+    return [d async for d in db[coll].find().sort("_id")]
 
 
 async def test_a_batch_reaches_every_view_the_trail_positions_and_participants(env: Env) -> None:

@@ -16,13 +16,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.envelope import EventEnvelope
 from infra.kafka.codec import encode_event
-from infra.mongo.audit_trail import AuditTrail
-from infra.mongo.documents import Positions, ProjectionRegistry
 from infra.mongo.key_store import MongoKeyStore
 from infra.security.shredding import KeyRing, seal
 from infra.settings import Settings
 from streams.runtime import ProjectionRuntime, Record
-from tests.integration.test_projection_runtime import FakeDeadLetters, FakePusher
+from tests.integration.test_projection_runtime import FakeDeadLetters, FakePusher, live_docs, runtime_in
 from tests.unit.app.scenario import USERS, Scenario
 
 pytestmark = pytest.mark.integration
@@ -58,19 +56,8 @@ async def env(stack_settings: Settings) -> AsyncIterator[Env]:
     db = client[name]
     store = MongoKeyStore(client[f"{name}_keys"])
     keys = KeyRing(store, secrets.token_urlsafe(32))
-    registry = ProjectionRegistry(db, cache_seconds=0)
     effects = RecordedEffects()
-    runtime = ProjectionRuntime(
-        settings=settings,
-        registry=registry,
-        positions=Positions(db),
-        database=db,
-        trail=AuditTrail(db, registry=registry),
-        pusher=FakePusher(),
-        dead_letters=FakeDeadLetters(),
-        keys=keys,
-        erasure=effects,
-    )
+    runtime = runtime_in(settings, db, FakePusher(), FakeDeadLetters(), keys=keys, erasure=effects)
     try:
         yield Env(runtime, db, keys, store, effects)
     finally:
@@ -86,8 +73,7 @@ async def sealed_records(env: Env, events: list[EventEnvelope], start: int = 0) 
 
 
 async def view(env: Env, name: str) -> list[dict[str, Any]]:
-    coll = await env.runtime.registry.live_collection(name)
-    return [d async for d in env.db[coll].find().sort("_id")]
+    return await live_docs(env.runtime, env.db, name)
 
 
 async def test_sealed_events_reach_the_views_opened_and_the_trail_sealed(env: Env) -> None:
