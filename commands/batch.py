@@ -8,10 +8,12 @@ stay gap-free and a command_id repeated inside one batch is answered from memory
 
 Nothing reaches the real stores here. The caller appends every result's events and
 rejections to the log, waits once for all the acknowledgements, and only then calls
-:func:`save_batch`, which saves each result in the order of the batch with the same
-per-command order as :func:`commands.handler.apply_result`. So the crash semantics of one
-command hold for a batch: events are durable before any state that depends on them, and a
-redelivered batch is re-decided to identical events.
+:func:`save_index`, waits until those writes are durable, then calls :func:`save_state`
+(:func:`batch_saves` computes the writes: each key once, so a busy aggregate's record is written
+once per batch, not once per command). So the crash semantics of one command hold for a batch:
+events are durable before any state that depends on them, the message index before the records
+that answer a redelivered command without deciding it again, and a redelivered batch is
+re-decided to identical events.
 
 A command whose decision raises unexpectedly (a bug, not a domain refusal) is refused alone
 with ``internal``; its aggregate keeps the state it had before it, and the rest of the batch
@@ -28,7 +30,17 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
-from commands.handler import KeyValue, Result, Stores, apply_result, handle, refused, remembered
+from commands.handler import (
+    KeyValue,
+    Result,
+    Stores,
+    apply_result,
+    handle,
+    recent_key,
+    refused,
+    remembered,
+    stored_outcome,
+)
 from domain.envelope import CommandEnvelope
 from domain.errors import ErrorCode
 
@@ -146,15 +158,76 @@ def _internal(command: CommandEnvelope, stores: Stores, exc: Exception) -> Resul
         )
 
 
-def save_batch(
-    decided: Sequence[Decided[Any]],
-    stores: Stores,
-    within: Callable[[int], AbstractContextManager[None]] = lambda _: nullcontext(),
-) -> None:
-    """Save what the batch changed, in its order. Call only once all its events are in the log.
+@dataclass(frozen=True)
+class Saves:
+    """What a decided batch changed, each key once with its value after the batch, per table.
 
-    ``within(i)`` is entered around the save of the batch's i-th command (a Faust table writes to
-    the changelog partition of the event that is current while it is written)."""
+    Each write is ``(i, key, value)``: the batch's ``i``-th command made it last."""
+
+    index: list[tuple[int, str, dict[str, Any]]]  # message index entries (message and media refs)
+    records: list[tuple[int, str, dict[str, Any]]]  # aggregate records
+    outcomes: list[tuple[int, str, dict[str, Any]]]  # long-term outcomes
+
+
+def batch_saves(decided: Sequence[Decided[Any]]) -> Saves:
+    """The writes that save ``decided``: a key the batch wrote several times (a busy conversation's
+    record) is written once, with its last value, and each aggregate record keeps the outcome of
+    every command of the batch that it includes, however many (the next command of that aggregate
+    trims ``recent`` back to ``RECENT_OUTCOMES``, once these outcomes are saved)."""
+    refs: dict[str, tuple[int, dict[str, Any]]] = {}
+    records: dict[str, tuple[int, dict[str, Any]]] = {}
+    outcomes_of: dict[str, dict[str, Any]] = {}  # aggregate id -> this batch's outcomes by recent key
+    outcomes: list[tuple[int, str, dict[str, Any]]] = []
     for i, item in enumerate(decided):
+        command, result = item.command, item.result
+        if result.repeated:
+            continue
+        for message_id, ref in result.message_refs.items():
+            if ref is not None:
+                refs[message_id] = (i, ref)
+        stored = stored_outcome(result.outcome)
+        outcomes_of.setdefault(command.aggregate_id, {})[recent_key(command)] = stored
+        if result.record is not None:
+            records[command.aggregate_id] = (i, result.record)
+        outcomes.append((i, command.key, stored))
+    saved_records = []
+    for aggregate_id, (i, record) in records.items():
+        # Outcomes already in ``recent`` keep their place; any the record trimmed come back, newest.
+        recent = {**record.get("recent", {}), **outcomes_of[aggregate_id]}
+        saved_records.append((i, aggregate_id, {**record, "recent": recent}))
+    return Saves(index=[(i, key, ref) for key, (i, ref) in refs.items()], records=saved_records, outcomes=outcomes)
+
+
+Within = Callable[[int], AbstractContextManager[None]]
+
+
+def _write(writes: Sequence[tuple[int, str, dict[str, Any]]], store: KeyValue, within: Within) -> None:
+    for i, key, value in writes:
         with within(i):
-            apply_result(item.command, item.result, stores)
+            store.put(key, value)
+
+
+def save_index(saves: Saves, stores: Stores, within: Within = lambda _: nullcontext()) -> None:
+    """Step 1 of a batch's save: its message index entries. Call once all its events are in the log.
+
+    They must be durable before step 2 (:func:`save_state`): a redelivered command that its
+    aggregate record answers is not decided again, so nothing would write its entries again."""
+    _write(saves.index, stores.messages, within)
+
+
+def save_state(saves: Saves, stores: Stores, within: Within = lambda _: nullcontext()) -> None:
+    """Step 2 of a batch's save, once its index entries are durable: the aggregate records, then the
+    long-term outcomes (``remembered`` ignores an outcome that is ahead of its aggregate's state).
+
+    ``within(i)`` is entered around a write that the batch's i-th command made last (a Faust table
+    writes to the changelog partition of the event that is current while it is written; every key
+    of a command is in the command's own partition)."""
+    _write(saves.records, stores.aggregates, within)
+    _write(saves.outcomes, stores.outcomes, within)
+
+
+def save_batch(decided: Sequence[Decided[Any]], stores: Stores, within: Within = lambda _: nullcontext()) -> None:
+    """Both steps at once, for stores whose writes are durable when made (tests, one process)."""
+    saves = batch_saves(decided)
+    save_index(saves, stores, within)
+    save_state(saves, stores, within)

@@ -54,8 +54,14 @@ class Result:
     message_refs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
-def _recent_key(command: CommandEnvelope) -> str:
+def recent_key(command: CommandEnvelope) -> str:
+    """The key of a command's outcome in its aggregate record's ``recent``."""
     return f"{command.actor_id or ''}|{command.command_id}"
+
+
+def stored_outcome(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as the stores keep it: without the reply address of the attempt that decided it."""
+    return outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
 
 
 def remembered(command: CommandEnvelope, stores: Stores) -> Outcome | None:
@@ -63,8 +69,8 @@ def remembered(command: CommandEnvelope, stores: Stores) -> Outcome | None:
     record = stores.aggregates.get(command.aggregate_id)
     if record is not None:
         recent = record.get("recent", {})
-        if _recent_key(command) in recent:
-            return Outcome.model_validate(recent[_recent_key(command)])
+        if recent_key(command) in recent:
+            return Outcome.model_validate(recent[recent_key(command)])
     old = stores.outcomes.get(command.key)
     if old is None:
         return None
@@ -147,8 +153,7 @@ def apply_result(command: CommandEnvelope, result: Result, stores: Stores) -> No
             stores.messages.put(message_id, ref)
     if result.record is not None:
         stores.aggregates.put(command.aggregate_id, result.record)
-    stored = result.outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
-    stores.outcomes.put(command.key, stored)
+    stores.outcomes.put(command.key, stored_outcome(result.outcome))
 
 
 def refused(command: CommandEnvelope, stores: Stores, code: str, message: str) -> Result:
@@ -158,7 +163,7 @@ def refused(command: CommandEnvelope, stores: Stores, code: str, message: str) -
 
 def _remember(record: dict[str, Any] | None, command: CommandEnvelope, outcome: Outcome) -> dict[str, Any]:
     recent: dict[str, Any] = dict(record.get("recent", {})) if record else {}
-    recent[_recent_key(command)] = outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    recent[recent_key(command)] = stored_outcome(outcome)
     while len(recent) > RECENT_OUTCOMES:
         recent.pop(next(iter(recent)))
     return recent

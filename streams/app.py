@@ -5,8 +5,9 @@
   the same way (their changelog topics have the commands topic's partition count). It takes
   commands in batches (``DECIDE_BATCH`` within ``DECIDE_WITHIN_S``), decides them in order
   against an overlay of its tables (``commands/batch.py``), sends every event and rejection
-  of the batch, waits once for all the acknowledgements, then saves in the batch's order and
-  publishes the outcomes. Personal fields are sealed under their user's data key on the way
+  of the batch, waits once for all the acknowledgements, then saves each changed key once
+  (the message index, durable before the aggregate records and outcomes) and publishes the
+  outcomes. Personal fields are sealed under their user's data key on the way
   out (``infra/security/shredding.py``): the keys a batch needs are loaded (or created) before
   it is decided, and a ``UserErased`` destroys its user's key before it is appended, so no
   reader opens anything of theirs once the event is in the log.
@@ -43,7 +44,7 @@ import faust
 from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 
-from commands.batch import Decided, decide_batch, save_batch
+from commands.batch import Decided, batch_saves, decide_batch, save_index, save_state
 from commands.handler import Result, Stores
 from domain import personal
 from domain.decider import media_ids_of
@@ -62,6 +63,9 @@ log = logging.getLogger("parley.worker")
 # Commands decided together: as many as arrive within a few milliseconds, at most this many.
 DECIDE_BATCH = 500
 DECIDE_WITHIN_S = 0.005
+# The producer's batch per partition (Faust's default is 16 KiB): an aggregate record can be larger,
+# and a record that does not fit waits until the request in flight is answered.
+PRODUCER_BATCH_BYTES = 512 * 1024
 # How often the projections' lag is measured (one end-offsets request and one positions read).
 LAG_SAMPLE_INTERVAL_S = 10.0
 
@@ -185,6 +189,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         stream_wait_empty=False,
         table_standby_replicas=0,
     )
@@ -262,7 +267,11 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
         # A table write goes to the changelog partition of the current event: the command's own.
-        save_batch(decided, batch_stores, lambda i: _as_current(sources[i]))
+        saves = batch_saves(decided)
+        if saves.index:
+            save_index(saves, batch_stores, lambda i: _as_current(sources[i]))
+            await _until_acknowledged("saving the message index of a batch", app.producer.flush)
+        save_state(saves, batch_stores, lambda i: _as_current(sources[i]))
         # The table writes are durable before anyone hears of the outcome: a worker that takes the
         # partition over (this one stopped or died) recovers state that includes every answered command.
         await _until_acknowledged("saving the state of a batch", app.producer.flush)

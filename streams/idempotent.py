@@ -108,5 +108,17 @@ class ParleyApp(faust.App):
     def _new_transport(self) -> Any:
         return IdempotentTransport(self.conf.broker_consumer, self)
 
+    async def maybe_start_producer(self) -> Any:
+        """The started producer, without yielding to the event loop when it already runs.
+
+        Faust wraps this in ``stampede``, which awaits ``asyncio.sleep(0)`` three times per
+        call, and every record sent (each event, each table write's changelog record) calls it:
+        a batch's sends then take three turns of the event loop each, and every other agent's
+        work runs in between. Once the producer runs there is nothing to guard."""
+        producer = self.producer
+        if producer.started and not self.in_transaction:
+            return producer
+        return await super().maybe_start_producer()
+
     def _new_producer_transport(self) -> Any:
         return IdempotentTransport(self.conf.broker_producer, self)

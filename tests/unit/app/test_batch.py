@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commands.batch import Decided, Overlay, decide_batch, save_batch
-from commands.handler import Result, Stores
+from commands.handler import RECENT_OUTCOMES, Result, Stores
 from domain.conversation import conversation_stream_id
 from domain.envelope import CommandEnvelope
 from tests.unit.app.scenario import USERS, DictKV, Scenario, new_stores
@@ -284,8 +284,10 @@ class Recording:
 
 def test_a_crash_anywhere_in_a_batchs_save_loses_no_ack_and_redecides_to_identical_events() -> None:
     """Each table is its own changelog topic: a crash keeps a prefix of each table's writes,
-    independently. Whatever survives, the redelivered batch answers every command as before and
-    appends only events identical to the first ones."""
+    independently, except that the message index is durable before any record or outcome is
+    written (the worker waits for it). Whatever survives, the redelivered batch answers every
+    command as before, appends only events identical to the first ones, and once saved leaves
+    the message index complete."""
     s = Scenario()
     group, direct = s.create_group(A, [B], "team"), s.create_direct(A, C)
     stream = conversation_stream_id(group)
@@ -299,9 +301,13 @@ def test_a_crash_anywhere_in_a_batchs_save_loses_no_ack_and_redecides_to_identic
     tables = {name: Recording(cast(DictKV, getattr(s.stores, name))) for name in before}
     save_batch(first, Stores(tables["aggregates"], tables["messages"], tables["outcomes"]))
     counts = {name: len(table.writes) for name, table in tables.items()}
+    index = dict(tables["messages"].writes)
+    assert counts["aggregates"] == 2 and counts["messages"] == 5, "each record once, each message's entry once"
     for a in range(counts["aggregates"] + 1):
         for m in range(counts["messages"] + 1):
             for o in range(counts["outcomes"] + 1):
+                if (a or o) and m < counts["messages"]:
+                    continue  # the index is durable before step 2 starts
                 kept = {"aggregates": a, "messages": m, "outcomes": o}
                 stores = Stores(DictKV(), DictKV(), DictKV())
                 for name, data in before.items():
@@ -313,3 +319,35 @@ def test_a_crash_anywhere_in_a_batchs_save_loses_no_ack_and_redecides_to_identic
                 for old, new in zip(first, again, strict=True):
                     assert new.result.outcome.model_dump() == old.result.outcome.model_dump(), kept
                     assert new.result.repeated or snapshot([new]) == snapshot([old]), kept
+                save_batch(again, stores)
+                assert {key: stores.messages.get(key) for key in index} == index, kept
+
+
+def test_a_record_saved_once_per_batch_answers_every_command_of_the_batch_however_many() -> None:
+    """More commands of one aggregate in one batch than ``recent`` keeps: the record is written
+    once, with all of their outcomes, so a crash that loses every long-term outcome of the batch
+    still answers each redelivered command from the record and appends nothing again."""
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    stream = conversation_stream_id(conv)
+    batch = [
+        s.command("message:send", stream, A, {"conversation_id": conv, "body": f"m{i}"})
+        for i in range(RECENT_OUTCOMES + 6)
+    ]
+    first = decide_batch(batch, s.stores)
+    tables = {name: Recording(cast(DictKV, getattr(s.stores, name))) for name in ("aggregates", "messages", "outcomes")}
+    save_batch(first, Stores(tables["aggregates"], tables["messages"], tables["outcomes"]))
+    assert [key for key, _ in tables["aggregates"].writes] == [stream], "one write of the record per batch"
+    assert len(tables["outcomes"].writes) == len(batch) == len(tables["messages"].writes)
+    for key, value in tables["aggregates"].writes + tables["messages"].writes:  # the outcomes table lost it all
+        (s.stores.aggregates if key == stream else s.stores.messages).put(key, value)
+    again = decide_batch(batch, s.stores)
+    assert all(d.result.repeated for d in again)
+    assert [d.result.outcome for d in again] == [d.result.outcome for d in first]
+    following = s.command("message:send", stream, A, {"conversation_id": conv, "body": "next"})
+    after = decide_batch([following], s.stores)
+    assert after[0].result.events[0].payload["seq"] == len(batch) + 1
+    save_batch(after, s.stores)
+    assert len(cast(dict[str, Any], s.stores.aggregates.get(stream))["recent"]) == RECENT_OUTCOMES, (
+        "trimmed by the next command"
+    )
