@@ -50,16 +50,24 @@ T = TypeVar("T")
 
 
 class Overlay:
-    """A key-value store whose writes stay in memory in front of a base store that is only read."""
+    """A key-value store whose writes stay in memory in front of a base store that is only read.
+
+    The base is read at most once per key: nothing else writes to it while a batch is decided,
+    and a read of a Faust table decodes the whole value (a busy aggregate's record is tens of KB,
+    read by ``remembered`` and again by ``handle``)."""
 
     def __init__(self, base: KeyValue) -> None:
         self._base = base
         self._writes: dict[str, dict[str, Any]] = {}
+        self._read: dict[str, dict[str, Any] | None] = {}
 
     def get(self, key: str) -> dict[str, Any] | None:
         if key in self._writes:
             return dict(self._writes[key])
-        return self._base.get(key)
+        if key not in self._read:
+            self._read[key] = self._base.get(key)
+        value = self._read[key]
+        return dict(value) if value is not None else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._writes[key] = dict(value)

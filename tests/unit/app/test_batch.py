@@ -197,6 +197,40 @@ def test_overlay_reads_its_own_writes_and_leaves_the_base_alone() -> None:
     assert base.get("k") == {"v": 1} and base.get("new") is None
 
 
+class CountingKV(DictKV):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self.reads.append(key)
+        return super().get(key)
+
+
+def test_overlay_reads_each_base_key_once_and_hands_out_copies() -> None:
+    base = CountingKV()
+    base.put("k", {"v": 1})
+    overlay = Overlay(base)
+    first = overlay.get("k")
+    assert first == {"v": 1}
+    first["v"] = 99  # a caller changing what it got changes nothing stored
+    assert overlay.get("k") == {"v": 1} and overlay.get("absent") is None and overlay.get("absent") is None
+    assert base.reads == ["k", "absent"]
+
+
+def test_a_batch_reads_each_aggregate_record_once() -> None:
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    stream = conversation_stream_id(conv)
+    counting = CountingKV()
+    counting.data = cast(DictKV, s.stores.aggregates).data
+    stores = Stores(counting, s.stores.messages, s.stores.outcomes)
+    decide_batch(
+        [s.command("message:send", stream, A, {"conversation_id": conv, "body": f"m{i}"}) for i in range(5)], stores
+    )
+    assert counting.reads.count(stream) == 1
+
+
 def _mixed_commands(s: Scenario, conv: str, group: str, picks: list[tuple[int, int]]) -> list[CommandEnvelope]:
     """A stream of commands over two conversations, with repeats of earlier command ids."""
     made: list[CommandEnvelope] = []
