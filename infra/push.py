@@ -1,12 +1,23 @@
-"""Server pushes through python-socketio's Redis manager: every gateway delivers to its own sockets."""
+"""Server pushes through python-socketio's Redis manager: every gateway delivers to its own sockets.
+
+A projected batch's pushes leave in one Redis pipeline, in the batch's order (so each conversation's
+pushes arrive in seq order), as the messages python-socketio's own ``emit`` would publish.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
 
 import socketio
 from redis.asyncio import Redis
 
 from infra.settings import Settings
 from projections.pushes import Push
+
+# The messages an ``emit`` of the current task publishes, while a batch is being gathered.
+_gathered: ContextVar[list[dict[str, Any]] | None] = ContextVar("parley_gathered_pushes", default=None)
 
 
 def socket_channel(settings: Settings) -> str:
@@ -19,7 +30,10 @@ def user_room(user_id: str) -> str:
 
 class _PublishOnlyManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis manager, publishing through the process' own Redis client
-    instead of one it would make for itself (it never subscribes: write-only)."""
+    instead of one it would make for itself (it never subscribes: write-only).
+
+    Its own ``_publish`` logs a failure and returns; here a failure raises, so the caller's
+    retries see it."""
 
     def __init__(self, redis: Redis, channel: str) -> None:
         super().__init__("redis://unused", channel=channel, write_only=True)
@@ -30,6 +44,19 @@ class _PublishOnlyManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.pubsub = None
         self.connected = True
 
+    async def _publish(self, data: dict[str, Any]) -> None:
+        gathered = _gathered.get()
+        if gathered is not None:
+            gathered.append(data)
+            return
+        await self._shared.publish(self.channel, self.json.dumps(data))
+
+    async def publish_all(self, messages: Sequence[dict[str, Any]]) -> None:
+        async with self._shared.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(self.channel, self.json.dumps(message))
+            await pipe.execute()
+
 
 class RedisPusher:
     def __init__(self, settings: Settings, redis: Redis) -> None:
@@ -37,6 +64,19 @@ class RedisPusher:
 
     async def push(self, push: Push) -> None:
         """One publish for every recipient: the rooms of all of them in one message."""
-        rooms = [user_room(user_id) for user_id in push.user_ids]
-        if rooms:
-            await self._manager.emit(push.event, push.data, room=rooms, namespace="/")
+        await self.push_all([push])
+
+    async def push_all(self, pushes: Sequence[Push]) -> None:
+        """Publish ``pushes`` in this order, in one round trip; raises if Redis does not take them
+        (a retry may publish some twice: pushes are at-least-once)."""
+        gathered: list[dict[str, Any]] = []
+        token = _gathered.set(gathered)
+        try:
+            for push in pushes:
+                rooms = [user_room(user_id) for user_id in push.user_ids]
+                if rooms:
+                    await self._manager.emit(push.event, push.data, room=rooms, namespace="/")
+        finally:
+            _gathered.reset(token)
+        if gathered:
+            await self._manager.publish_all(gathered)

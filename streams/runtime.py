@@ -46,7 +46,9 @@ Apply = Callable[[Sequence[Item]], Awaitable[int]]
 
 
 class Pusher(Protocol):
-    async def push(self, push: Push) -> None: ...
+    async def push_all(self, pushes: Sequence[Push]) -> None:
+        """Deliver ``pushes`` in this order (raises if they may not all have gone out)."""
+        ...
 
 
 class AppliedVersions(Protocol):
@@ -379,21 +381,15 @@ class ProjectionRuntime:
                     pushed[event.event_id] = pushes_for(event, docs.get(_conversation_of(event)))
                 except POISON:  # an event the views could not apply either (parked): nothing to push
                     continue
-        # In order within a conversation (clients see its pushes in seq order), conversations concurrently.
-        by_conversation: dict[str, list[tuple[EventEnvelope, Push]]] = {}
-        for event in events:
-            for push in pushed.get(event.event_id, []):
-                by_conversation.setdefault(_conversation_of(event), []).append((event, push))
-
-        async def in_order(items: list[tuple[EventEnvelope, Push]]) -> None:
-            for event, push in items:
-                try:
-                    await _retry_transient(partial(self.pusher.push, push), attempts=PUSH_ATTEMPTS)
-                except Exception:
-                    # Notifications only: the views have the event, and clients resync by query.
-                    log.error("push %s of event %s dropped after retries", push.event, event.event_id, exc_info=True)
-
-        await asyncio.gather(*(in_order(items) for items in by_conversation.values()))
+        # In the batch's order, so in seq order within each conversation; one round trip for all.
+        batch = [push for event in events for push in pushed.get(event.event_id, [])]
+        if not batch:
+            return
+        try:
+            await _retry_transient(partial(self.pusher.push_all, batch), attempts=PUSH_ATTEMPTS)
+        except Exception:
+            # Notifications only: the views have the events, and clients resync by query.
+            log.error("%d pushes of a batch dropped after retries", len(batch), exc_info=True)
 
 
 def _conversation_of(event: EventEnvelope) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,8 @@ A, B, C, _ = USERS
 class FakePusher:
     pushes: list[Push] = field(default_factory=list)
 
-    async def push(self, push: Push) -> None:
-        self.pushes.append(push)
+    async def push_all(self, pushes: Sequence[Push]) -> None:
+        self.pushes.extend(pushes)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ A, B, C, _ = USERS
 
 
 class Nowhere:
-    async def push(self, push: Push) -> None:
+    async def push_all(self, pushes: Sequence[Push]) -> None:
         pass
 
     async def park(self, source_topic: str, partition: int, offset: int, value: bytes, reason: str) -> None:

@@ -3,7 +3,7 @@ build read models and the trail "live" for comparison with a rebuild."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,7 +25,7 @@ class _NoTrail:
 
 
 class _NoPush:
-    async def push(self, push: Push) -> None:
+    async def push_all(self, pushes: Sequence[Push]) -> None:
         return None
 
 
