@@ -62,13 +62,10 @@ class RedisPusher:
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self._manager = _PublishOnlyManager(redis, socket_channel(settings))
 
-    async def push(self, push: Push) -> None:
-        """One publish for every recipient: the rooms of all of them in one message."""
-        await self.push_all([push])
-
     async def push_all(self, pushes: Sequence[Push]) -> None:
-        """Publish ``pushes`` in this order, in one round trip; raises if Redis does not take them
-        (a retry may publish some twice: pushes are at-least-once)."""
+        """Publish ``pushes`` in this order, in one round trip, each once for all its recipients (the
+        rooms of all of them in one message); raises if Redis does not take them (a retry may
+        publish some twice: pushes are at-least-once)."""
         gathered: list[dict[str, Any]] = []
         token = _gathered.set(gathered)
         try:
