@@ -35,7 +35,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -266,12 +266,16 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             await _until_acknowledged(f"destroying the data key of {user_id}", partial(keyring.erase, user_id))
         await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
+
         # A table write goes to the changelog partition of the current event: the command's own.
+        def within(i: int) -> AbstractContextManager[None]:
+            return _as_current(sources[i])
+
         saves = batch_saves(decided)
         if saves.index:
-            save_index(saves, batch_stores, lambda i: _as_current(sources[i]))
+            save_index(saves, batch_stores, within)
             await _until_acknowledged("saving the message index of a batch", app.producer.flush)
-        save_state(saves, batch_stores, lambda i: _as_current(sources[i]))
+        save_state(saves, batch_stores, within)
         # The table writes are durable before anyone hears of the outcome: a worker that takes the
         # partition over (this one stopped or died) recovers state that includes every answered command.
         await _until_acknowledged("saving the state of a batch", app.producer.flush)
