@@ -180,8 +180,9 @@ class Saves:
 def batch_saves(decided: Sequence[Decided[Any]]) -> Saves:
     """The writes that save ``decided``: a key the batch wrote several times (a busy conversation's
     record) is written once, with its last value, and each aggregate record keeps the outcome of
-    every command of the batch that it includes, however many (the next command of that aggregate
-    trims ``recent`` back to ``RECENT_OUTCOMES``, once these outcomes are saved)."""
+    every command of the batch that it includes, however many, and no other: the outcomes of earlier
+    batches are durable in the long-term table before this batch is decided (the caller waits for
+    each save), so the record stays the size of its state plus one batch's outcomes."""
     refs: dict[str, tuple[int, dict[str, Any]]] = {}
     records: dict[str, tuple[int, dict[str, Any]]] = {}
     outcomes_of: dict[str, dict[str, Any]] = {}  # aggregate id -> this batch's outcomes by recent key
@@ -200,9 +201,7 @@ def batch_saves(decided: Sequence[Decided[Any]]) -> Saves:
         outcomes.append((i, command.key, stored))
     saved_records = []
     for aggregate_id, (i, record) in records.items():
-        # Outcomes already in ``recent`` keep their place; any the record trimmed come back, newest.
-        recent = {**record.get("recent", {}), **outcomes_of[aggregate_id]}
-        saved_records.append((i, aggregate_id, {**record, "recent": recent}))
+        saved_records.append((i, aggregate_id, {**record, "recent": outcomes_of[aggregate_id]}))
     return Saves(index=[(i, key, ref) for key, (i, ref) in refs.items()], records=saved_records, outcomes=outcomes)
 
 
