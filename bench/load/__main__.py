@@ -138,9 +138,12 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     e2e = (results.get("closed") or {}).get("acked_per_s")
     echo = (results.get("echo") or {}).get("acked_per_s")
     raw = (results.get("raw") or {}).get("records_per_s")
+    e2e_cpu = (results.get("closed") or {}).get("cpu_ms_per_ack")
+    echo_cpu = (results.get("echo") or {}).get("cpu_ms_per_ack")
     return {
         "e2e_over_echo": float(f"{e2e / echo:.4g}") if e2e and echo else None,
         "e2e_over_raw": float(f"{e2e / raw:.4g}") if e2e and raw else None,
+        "echo_cpu_over_e2e_cpu": float(f"{echo_cpu / e2e_cpu:.4g}") if e2e_cpu and echo_cpu else None,
     }
 
 
@@ -241,10 +244,24 @@ def print_table(results: dict[str, Any]) -> None:
         )
         if long.get("decay") is not None:
             print(f"          last / first 10% throughput: {long['decay']:.2f}")
+    cpu = [
+        (label, results[key]) for key, label in (("echo", "echo"), ("closed", "e2e closed loop"), ("long", "long run"))
+    ]
+    cpu = [(label, r) for label, r in cpu if r is not None and r.get("cpu_ms_per_ack") is not None]
+    if cpu:
+        print(
+            "machine CPU per acked message: "
+            + ", ".join(f"{label} {r['cpu_ms_per_ack']:.2f} ms ({r['busy_cores']:.2f} cores busy)" for label, r in cpu)
+        )
     rat = results.get("ratios") or {}
     if any(v is not None for v in rat.values()):
         print(f"ratio e2e/echo = {_ratio(rat.get('e2e_over_echo'))}   (closed-loop acked/s / echo acked/s)")
         print(f"ratio e2e/raw  = {_ratio(rat.get('e2e_over_raw'))}   (closed-loop acked/s / raw produce records/s)")
+        if rat.get("echo_cpu_over_e2e_cpu") is not None:
+            print(
+                f"ratio echo CPU/e2e CPU = {_ratio(rat.get('echo_cpu_over_e2e_cpu'))}   "
+                "(machine CPU per echoed message / per e2e message: e2e/echo when the CPU is the limit)"
+            )
     for note in results.get("notes", []):
         print(f"note: {note}")
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +28,21 @@ REGISTER_ATTEMPTS = 20
 FILLER = "the quick brown fox jumps over the lazy dog"
 
 now = time.perf_counter
+
+
+def machine_busy_s(stat: Path = Path("/proc/stat")) -> float | None:
+    """Core-seconds the whole machine has spent busy since boot (Linux), None where unknown.
+
+    Every process counts (servers, workers, gateways and these clients alike): over a saturating
+    phase, busy core-seconds per acked message is what a message costs the machine."""
+    try:
+        ticks = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 8:
+        return None
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 class SetupError(Exception):
@@ -289,6 +306,7 @@ async def closed_loop(
     With `decay`, also the throughput and latency of the first and last 10% of the acks."""
     tracker = fleet.tracker = Tracker()
     counter = itertools.count()
+    busy_before = machine_busy_s()
     start = now()
     deadline = start + seconds
 
@@ -303,10 +321,16 @@ async def closed_loop(
 
     await asyncio.gather(*(slot(pair) for pair in fleet.pairs for _ in range(window)))
     sent_for = now() - start
+    busy_after = machine_busy_s()
+    acked_while_sending = sum(1 for t, _ in tracker.acks if t <= start + sent_for)
     await tracker.drain(drain_s)
     # A count-bounded run that ended early is measured over the time it took.
     result = tracker.summary(start, min(seconds, sent_for))
     result.update(senders=len(fleet.pairs), window=window)
+    if busy_before is not None and busy_after is not None and acked_while_sending and sent_for > 0:
+        busy = busy_after - busy_before
+        result["busy_cores"] = round(busy / sent_for, 2)
+        result["cpu_ms_per_ack"] = round(busy * 1000 / acked_while_sending, 2)
     if decay:
         result["first_10pct"], result["last_10pct"] = (
             tenths(tracker.acks, start),
