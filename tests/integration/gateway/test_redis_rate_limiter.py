@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from infra.rate_limit import RedisRateLimiter
+from infra.rate_limit import GCRA_LUA, RedisRateLimiter
 from infra.redis_client import redis_client
 from infra.settings import RateLimit, Settings
 from tests.contracts.rate_limiter import RateLimiterContract, fresh_key
 
 pytestmark = pytest.mark.integration
+
+GCRA_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -54,3 +57,17 @@ async def test_a_bucket_expires_once_it_is_full_again(redis: Redis, prefix: str)
     await limiter.hit(key, RateLimit(limit=10, period_s=20))  # full again 2 s later
     ttl_ms = await redis.pttl(f"{prefix}:{key}")
     assert 0 < ttl_ms <= 2000
+
+
+async def test_a_redis_that_forgot_the_script_is_taught_it_again(redis: Redis, prefix: str) -> None:
+    """A restarted Redis (or ``SCRIPT FLUSH``) no longer knows the script: the next hit loads it."""
+    limiter = RedisRateLimiter(redis, prefix)
+    key = fresh_key()
+    limit = RateLimit(limit=2, period_s=60)
+    assert (await limiter.hit(key, limit)).allowed
+    await redis.script_flush()
+    assert not (await redis.script_exists(GCRA_SHA))[0]
+    assert (await limiter.hit(key, limit)).allowed
+    assert (await redis.script_exists(GCRA_SHA))[0]
+    refused = await limiter.hit(key, limit)
+    assert not refused.allowed and refused.retry_after_s > 0, "the count survived the flush"
