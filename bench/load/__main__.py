@@ -244,10 +244,8 @@ def print_table(results: dict[str, Any]) -> None:
         )
         if long.get("decay") is not None:
             print(f"          last / first 10% throughput: {long['decay']:.2f}")
-    cpu = [
-        (label, results[key]) for key, label in (("echo", "echo"), ("closed", "e2e closed loop"), ("long", "long run"))
-    ]
-    cpu = [(label, r) for label, r in cpu if r is not None and r.get("cpu_ms_per_ack") is not None]
+    phases = (("echo", "echo"), ("closed", "e2e closed loop"), ("long", "long run"))
+    cpu = [(label, r) for key, label in phases if (r := results.get(key)) and r.get("cpu_ms_per_ack") is not None]
     if cpu:
         print(
             "machine CPU per acked message: "

@@ -1,12 +1,14 @@
-"""bench.load's machine CPU figure: busy core-seconds read from /proc/stat."""
+"""bench.load's machine CPU figures: busy core-seconds read from /proc/stat, per acked message."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.load.__main__ import print_table, ratios
 from bench.load.driver import machine_busy_s
 
 
@@ -34,3 +36,43 @@ def test_this_machine_gives_a_growing_figure() -> None:
     sum(i * i for i in range(200_000))
     second = machine_busy_s()
     assert second is not None and second >= first > 0
+
+
+def _phase(acked_per_s: float, cpu_ms: float | None) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "sent": 10,
+        "acked": 10,
+        "acked_per_s": acked_per_s,
+        "pushed_per_s": acked_per_s,
+        "ack_ms": {"p50": 1.0, "p99": 2.0},
+        "push_ms": {"p50": 1.0, "p99": 2.0},
+        "errors": {},
+        "not_pushed": 0,
+    }
+    if cpu_ms is not None:
+        figures.update(cpu_ms_per_ack=cpu_ms, busy_cores=1.9)
+    return figures
+
+
+def test_the_table_prints_the_cpu_per_message_of_each_phase_and_their_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    results: dict[str, Any] = {
+        "config": {"senders": 1, "window": 1, "seconds": 1},
+        "notes": [],
+        "echo": _phase(2000.0, 0.5),
+        "closed": _phase(200.0, 5.0),
+    }
+    results["ratios"] = ratios(results)
+    assert results["ratios"]["echo_cpu_over_e2e_cpu"] == 0.1
+    print_table(results)
+    out = capsys.readouterr().out
+    assert "machine CPU per acked message: echo 0.50 ms (1.90 cores busy), e2e closed loop 5.00 ms" in out
+    assert "ratio echo CPU/e2e CPU = 0.1" in out
+
+
+def test_a_run_without_cpu_figures_prints_none(capsys: pytest.CaptureFixture[str]) -> None:
+    results: dict[str, Any] = {"config": {"senders": 1, "window": 1, "seconds": 1}, "notes": []}
+    results["closed"] = _phase(200.0, None)
+    results["ratios"] = ratios(results)
+    print_table(results)
+    out = capsys.readouterr().out
+    assert "(a) e2e closed loop" in out and "machine CPU" not in out and "CPU/e2e" not in out
