@@ -18,23 +18,31 @@ from projections.search import INDEXES, IndexName
 
 _TEXT = {"type": "text"}
 _KEYWORD = {"type": "keyword"}
-_DATE = {"type": "date"}
+
+
+def _returned_only(kind: str) -> dict[str, Any]:
+    """A field that hits return (from ``_source``) but that no query searches, sorts or aggregates:
+    neither indexed nor kept in doc values. Doc values of numbers and dates are the dearest part of
+    indexing a message (measured: a long field's cost more than the whole body's analysis)."""
+    return {"type": kind, "index": False, "doc_values": False}
+
+
 # Which event wrote a document last (projections/search.py, ``to_source``): not searched.
 _META = {
-    "stream_id": {"type": "keyword", "index": False},
-    "stream_version": {"type": "long", "index": False},
-    "correlation_id": {"type": "keyword", "index": False},
+    "stream_id": _returned_only("keyword"),
+    "stream_version": _returned_only("long"),
+    "correlation_id": _returned_only("keyword"),
 }
 
 MAPPINGS: dict[str, dict[str, Any]] = {
     "messages": {
         "properties": {
-            "message_id": _KEYWORD,
-            "conversation_id": _KEYWORD,
-            "sender_id": _KEYWORD,
-            "seq": {"type": "long"},
+            "message_id": _returned_only("keyword"),
+            "conversation_id": _KEYWORD,  # the caller's conversations filter hits
+            "sender_id": _KEYWORD,  # an erasure finds its messages
+            "seq": _returned_only("long"),
             "body": _TEXT,
-            "sent_at": _DATE,
+            "sent_at": _returned_only("date"),
             "deleted": {"type": "boolean"},
             **_META,
         }

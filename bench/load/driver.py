@@ -41,8 +41,8 @@ def machine_busy_s(stat: Path = Path("/proc/stat")) -> float | None:
         return None
     if len(ticks) < 8:
         return None
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = ticks  # steal: the hypervisor's, not ours
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 class SetupError(Exception):
