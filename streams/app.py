@@ -91,7 +91,13 @@ class TableKV:
         self._table = table
 
     def get(self, key: str) -> dict[str, Any] | None:
-        value = self._table.get(key)
+        # One read of the table's store. ``table.get`` reads it twice (``key in data``, then
+        # ``data[key]``), each time looking the key up in RocksDB and, for a key not seen yet,
+        # in every partition's database; a miss (every new command's outcome) paid that twice.
+        try:
+            value = self._table.data[key]
+        except KeyError:
+            return None
         return dict(value) if value is not None else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
