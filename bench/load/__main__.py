@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from bench.load import driver, servers
 
 PHASES = ("echo", "raw", "closed", "open")
 SETUP_TIMEOUT_S = 300.0
+CLIENTS = "bench clients"  # this process, in the CPU figures
 
 
 def _log(text: str) -> None:
@@ -78,7 +80,9 @@ def _phase_timeout(args: argparse.Namespace, seconds: float) -> float:
     return seconds + float(args.ack_timeout) + float(args.drain) + 60.0
 
 
-async def _platform_phases(args: argparse.Namespace, url: str, results: dict[str, Any]) -> None:
+async def _platform_phases(
+    args: argparse.Namespace, url: str, results: dict[str, Any], processes: dict[str, int]
+) -> None:
     _log(f"setting up {args.senders} sender/partner pairs on {url}")
     async with asyncio.timeout(SETUP_TIMEOUT_S):
         fleet = await driver.platform_fleet(url, args.senders, args.ack_timeout)
@@ -87,14 +91,14 @@ async def _platform_phases(args: argparse.Namespace, url: str, results: dict[str
             _log(f"long run: {args.messages} messages, {args.senders} x {args.window} in flight")
             async with asyncio.timeout(_phase_timeout(args, args.max_seconds)):
                 results["long"] = await driver.closed_loop(
-                    fleet, args.window, args.max_seconds, args.messages, args.drain, decay=True
+                    fleet, args.window, args.max_seconds, args.messages, args.drain, decay=True, processes=processes
                 )
             return
         if "closed" in args.phase_list:
             _log(f"(a) closed loop: {args.senders} x {args.window} in flight for {args.seconds:g} s")
             async with asyncio.timeout(_phase_timeout(args, args.seconds)):
                 results["closed"] = await driver.closed_loop(
-                    fleet, args.window, args.seconds, args.max_messages, args.drain
+                    fleet, args.window, args.seconds, args.max_messages, args.drain, processes=processes
                 )
         if "open" in args.phase_list:
             rate = args.rate
@@ -111,13 +115,15 @@ async def _platform_phases(args: argparse.Namespace, url: str, results: dict[str
         await fleet.close()
 
 
-async def _echo_phase(args: argparse.Namespace, url: str, results: dict[str, Any]) -> None:
+async def _echo_phase(args: argparse.Namespace, url: str, results: dict[str, Any], processes: dict[str, int]) -> None:
     _log(f"(c) echo server: {args.senders} x {args.window} in flight for {args.seconds:g} s")
     async with asyncio.timeout(SETUP_TIMEOUT_S):
         fleet = await driver.echo_fleet(url, args.senders, args.ack_timeout)
     try:
         async with asyncio.timeout(_phase_timeout(args, args.seconds)):
-            results["echo"] = await driver.closed_loop(fleet, args.window, args.seconds, args.max_messages, args.drain)
+            results["echo"] = await driver.closed_loop(
+                fleet, args.window, args.seconds, args.max_messages, args.drain, processes=processes
+            )
     finally:
         await fleet.close()
 
@@ -251,6 +257,10 @@ def print_table(results: dict[str, Any]) -> None:
             "machine CPU per acked message: "
             + ", ".join(f"{label} {r['cpu_ms_per_ack']:.2f} ms ({r['busy_cores']:.2f} cores busy)" for label, r in cpu)
         )
+    for key, label in phases:
+        by_process = (results.get(key) or {}).get("cpu_ms_per_ack_by_process")
+        if by_process:
+            print(f"  {label}, ms per acked message: " + ", ".join(f"{n} {ms:.2f}" for n, ms in by_process.items()))
     rat = results.get("ratios") or {}
     if any(v is not None for v in rat.values()):
         print(f"ratio e2e/echo = {_ratio(rat.get('e2e_over_echo'))}   (closed-loop acked/s / echo acked/s)")
@@ -262,6 +272,15 @@ def print_table(results: dict[str, Any]) -> None:
             )
     for note in results.get("notes", []):
         print(f"note: {note}")
+
+
+def _platform_processes(data_dir: Path | None) -> dict[str, int]:
+    """Name -> pid of the platform's processes (servers, workers, gateways), and of these clients."""
+    from infra.localstack.datadir import DataDir
+    from infra.localstack.runfile import read_run_info
+
+    info = read_run_info(DataDir.at(data_dir)) if data_dir is not None else None
+    return {**(info.processes if info is not None else {}), CLIENTS: os.getpid()}
 
 
 def _target(args: argparse.Namespace) -> tuple[str | None, Any]:
@@ -301,16 +320,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         children: list[servers.Child] = []
         try:
             url, settings = _target(args)
+            data_dir = Path(args.data_dir) if args.data_dir is not None else None
             if url is None and (needs_platform or needs_broker):
                 _log("starting a throwaway `parley up` (this takes a while)")
-                child, url = servers.start_platform(Path(tmp) / "data", Path(tmp) / "up.log")
+                data_dir = Path(tmp) / "data"
+                child, url = servers.start_platform(data_dir, Path(tmp) / "up.log")
                 children.append(child)
-                settings = load_settings(Path(tmp) / "data")
+                settings = load_settings(data_dir)
                 _log(f"platform ready at {url}")
             if not args.long and "echo" in args.phase_list:
                 echo, echo_url = servers.start_echo(Path(tmp) / "echo.log")
                 try:
-                    asyncio.run(_echo_phase(args, echo_url, results))
+                    asyncio.run(
+                        _echo_phase(args, echo_url, results, {"echo server": echo.proc.pid, CLIENTS: os.getpid()})
+                    )
                 finally:
                     echo.stop(10)
             if needs_broker:
@@ -321,7 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     results["notes"].append("raw produce skipped: no broker known (give --data-dir)")
             if needs_platform:
                 assert url is not None
-                asyncio.run(_platform_phases(args, url, results))
+                asyncio.run(_platform_phases(args, url, results, _platform_processes(data_dir)))
         finally:
             for child in reversed(children):
                 _log(f"stopping {child.name}")

@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,45 @@ def machine_busy_s(stat: Path = Path("/proc/stat")) -> float | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, _steal = ticks  # steal: the hypervisor's, not ours
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int, proc: Path = Path("/proc")) -> float | None:
+    """CPU seconds (user + system, all threads) process ``pid`` has used (Linux), None if unknown."""
+    try:
+        # Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th.
+        fields = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    machine: float | None
+    processes: dict[str, float]
+
+    @classmethod
+    def take(cls, processes: Mapping[str, int]) -> CpuSnapshot:
+        found = {name: process_cpu_s(pid) for name, pid in processes.items()}
+        return cls(machine_busy_s(), {name: s for name, s in found.items() if s is not None})
+
+    def figures(self, later: CpuSnapshot, acked: int, seconds: float) -> dict[str, Any]:
+        """Busy cores, and CPU ms per acked message for the machine and each named process."""
+        if not acked or seconds <= 0:
+            return {}
+        out: dict[str, Any] = {}
+        if self.machine is not None and later.machine is not None:
+            busy = later.machine - self.machine
+            out["busy_cores"] = round(busy / seconds, 2)
+            out["cpu_ms_per_ack"] = round(busy * 1000 / acked, 2)
+        by_process = {
+            name: round((later.processes[name] - before) * 1000 / acked, 2)
+            for name, before in self.processes.items()
+            if name in later.processes
+        }
+        if by_process:
+            out["cpu_ms_per_ack_by_process"] = dict(sorted(by_process.items(), key=lambda kv: -kv[1]))
+        return out
 
 
 class SetupError(Exception):
@@ -299,14 +339,21 @@ async def echo_fleet(url: str, senders: int, ack_timeout_s: float) -> Fleet:
 
 
 async def closed_loop(
-    fleet: Fleet, window: int, seconds: float, max_messages: int, drain_s: float, decay: bool = False
+    fleet: Fleet,
+    window: int,
+    seconds: float,
+    max_messages: int,
+    drain_s: float,
+    decay: bool = False,
+    processes: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """N senders x W messages in flight each until `seconds` or `max_messages` have been sent.
 
-    With `decay`, also the throughput and latency of the first and last 10% of the acks."""
+    With `decay`, also the throughput and latency of the first and last 10% of the acks. The CPU
+    the machine (and each of `processes`, name -> pid) spent while sending, per acked message."""
     tracker = fleet.tracker = Tracker()
     counter = itertools.count()
-    busy_before = machine_busy_s()
+    cpu_before = CpuSnapshot.take(processes or {})
     start = now()
     deadline = start + seconds
 
@@ -321,16 +368,13 @@ async def closed_loop(
 
     await asyncio.gather(*(slot(pair) for pair in fleet.pairs for _ in range(window)))
     sent_for = now() - start
-    busy_after = machine_busy_s()
+    cpu_after = CpuSnapshot.take(processes or {})
     acked_while_sending = sum(1 for t, _ in tracker.acks if t <= start + sent_for)
     await tracker.drain(drain_s)
     # A count-bounded run that ended early is measured over the time it took.
     result = tracker.summary(start, min(seconds, sent_for))
     result.update(senders=len(fleet.pairs), window=window)
-    if busy_before is not None and busy_after is not None and acked_while_sending and sent_for > 0:
-        busy = busy_after - busy_before
-        result["busy_cores"] = round(busy / sent_for, 2)
-        result["cpu_ms_per_ack"] = round(busy * 1000 / acked_while_sending, 2)
+    result.update(cpu_before.figures(cpu_after, acked_while_sending, sent_for))
     if decay:
         result["first_10pct"], result["last_10pct"] = (
             tenths(tracker.acks, start),

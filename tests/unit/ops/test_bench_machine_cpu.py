@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench.load.__main__ import print_table, ratios
-from bench.load.driver import machine_busy_s
+from bench.load.driver import CpuSnapshot, machine_busy_s, process_cpu_s
 
 
 def test_busy_time_counts_what_the_machine_ran_not_idle_iowait_or_steal(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def _phase(acked_per_s: float, cpu_ms: float | None) -> dict[str, Any]:
         "not_pushed": 0,
     }
     if cpu_ms is not None:
-        figures.update(cpu_ms_per_ack=cpu_ms, busy_cores=1.9)
+        figures.update(cpu_ms_per_ack=cpu_ms, busy_cores=1.9, cpu_ms_per_ack_by_process={"worker": cpu_ms / 2})
     return figures
 
 
@@ -67,6 +67,7 @@ def test_the_table_prints_the_cpu_per_message_of_each_phase_and_their_ratio(caps
     out = capsys.readouterr().out
     assert "machine CPU per acked message: echo 0.50 ms (1.90 cores busy), e2e closed loop 5.00 ms" in out
     assert "ratio echo CPU/e2e CPU = 0.1" in out
+    assert "  e2e closed loop, ms per acked message: worker 2.50" in out
 
 
 def test_a_run_without_cpu_figures_prints_none(capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,3 +77,28 @@ def test_a_run_without_cpu_figures_prints_none(capsys: pytest.CaptureFixture[str
     print_table(results)
     out = capsys.readouterr().out
     assert "(a) e2e closed loop" in out and "machine CPU" not in out and "CPU/e2e" not in out
+
+
+def test_a_process_cpu_time_is_its_user_and_system_time(tmp_path: Path) -> None:
+    (tmp_path / "42").mkdir()
+    # pid (comm) state ppid ... : utime is the 14th field, stime the 15th; a comm may hold ") ".
+    fields = ["S"] + ["0"] * 10 + ["300", "200"] + ["7"] * 5
+    (tmp_path / "42" / "stat").write_text(f"42 (odd) name) {' '.join(fields)}\n")
+    assert process_cpu_s(42, tmp_path) == 500 / os.sysconf("SC_CLK_TCK")
+    assert process_cpu_s(43, tmp_path) is None, "a process that is gone"
+    assert process_cpu_s(os.getpid()) is not None
+
+
+def test_cpu_figures_per_acked_message_for_the_machine_and_each_process() -> None:
+    before = CpuSnapshot(machine=100.0, processes={"worker": 10.0, "gateway": 5.0, "gone": 1.0})
+    after = CpuSnapshot(machine=104.0, processes={"worker": 12.0, "gateway": 6.0})
+    figures = before.figures(after, acked=500, seconds=2.0)
+    assert figures == {
+        "busy_cores": 2.0,
+        "cpu_ms_per_ack": 8.0,
+        "cpu_ms_per_ack_by_process": {"worker": 4.0, "gateway": 2.0},
+    }
+    assert list(figures["cpu_ms_per_ack_by_process"]) == ["worker", "gateway"], "dearest first"
+    assert before.figures(after, acked=0, seconds=2.0) == {}
+    unknown = CpuSnapshot(machine=None, processes={})
+    assert unknown.figures(unknown, acked=10, seconds=1.0) == {}
