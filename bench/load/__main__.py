@@ -261,6 +261,14 @@ def print_table(results: dict[str, Any]) -> None:
         by_process = (results.get(key) or {}).get("cpu_ms_per_ack_by_process")
         if by_process:
             print(f"  {label}, ms per acked message: " + ", ".join(f"{n} {ms:.2f}" for n, ms in by_process.items()))
+    for part in ("first", "last"):
+        window = (results.get("long") or {}).get(f"cpu_{part}_10pct") or {}
+        if window.get("cpu_ms_per_ack") is not None:
+            processes = window.get("cpu_ms_per_ack_by_process") or {}
+            print(
+                f"  long run, {part} 10%: {window['cpu_ms_per_ack']:.2f} ms per acked message"
+                + (": " + ", ".join(f"{n} {ms:.2f}" for n, ms in processes.items()) if processes else "")
+            )
     rat = results.get("ratios") or {}
     if any(v is not None for v in rat.values()):
         print(f"ratio e2e/echo = {_ratio(rat.get('e2e_over_echo'))}   (closed-loop acked/s / echo acked/s)")

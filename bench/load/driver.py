@@ -8,6 +8,7 @@ The same code drives the platform and the bare echo server; only how a pair is s
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import os
 import time
@@ -29,6 +30,7 @@ REGISTER_ATTEMPTS = 20
 FILLER = "the quick brown fox jumps over the lazy dog"
 
 now = time.perf_counter
+CPU_SAMPLE_EVERY_S = 1.0  # how finely a long run's first and last 10% are bracketed
 
 
 def machine_busy_s(stat: Path = Path("/proc/stat")) -> float | None:
@@ -349,13 +351,20 @@ async def closed_loop(
 ) -> dict[str, Any]:
     """N senders x W messages in flight each until `seconds` or `max_messages` have been sent.
 
-    With `decay`, also the throughput and latency of the first and last 10% of the acks. The CPU
-    the machine (and each of `processes`, name -> pid) spent while sending, per acked message."""
+    With `decay`, also the throughput and latency of the first and last 10% of the acks, and the
+    CPU per acked message in each of those two windows. The CPU the machine (and each of
+    `processes`, name -> pid) spent while sending, per acked message."""
     tracker = fleet.tracker = Tracker()
     counter = itertools.count()
     cpu_before = CpuSnapshot.take(processes or {})
     start = now()
     deadline = start + seconds
+    samples: list[tuple[float, CpuSnapshot]] = [(start, cpu_before)]
+
+    async def sample_cpu() -> None:
+        while True:
+            await asyncio.sleep(CPU_SAMPLE_EVERY_S)
+            samples.append((now(), CpuSnapshot.take(processes or {})))
 
     async def slot(pair: Pair) -> None:
         while now() < deadline:
@@ -366,9 +375,15 @@ async def closed_loop(
             if backoff > 0:
                 await asyncio.sleep(min(backoff, max(0.0, deadline - now())))
 
-    await asyncio.gather(*(slot(pair) for pair in fleet.pairs for _ in range(window)))
+    sampler = asyncio.create_task(sample_cpu()) if decay else None
+    try:
+        await asyncio.gather(*(slot(pair) for pair in fleet.pairs for _ in range(window)))
+    finally:
+        if sampler is not None:
+            sampler.cancel()
     sent_for = now() - start
     cpu_after = CpuSnapshot.take(processes or {})
+    samples.append((start + sent_for, cpu_after))
     acked_while_sending = sum(1 for t, _ in tracker.acks if t <= start + sent_for)
     await tracker.drain(drain_s)
     # A count-bounded run that ended early is measured over the time it took.
@@ -382,7 +397,24 @@ async def closed_loop(
         )
         result["push_first_10pct"] = tenths(tracker.pushes, start)
         result["push_last_10pct"] = tenths(tracker.pushes, start, last=True)
+        n = len(tracker.acks) // 10
+        arrivals = sorted(t for t, _ in tracker.acks)
+        if n > 0:
+            result["cpu_first_10pct"] = window_cpu(samples, arrivals, start, arrivals[n - 1])
+            result["cpu_last_10pct"] = window_cpu(samples, arrivals, arrivals[-n - 1], arrivals[-1])
     return result
+
+
+def window_cpu(
+    samples: list[tuple[float, CpuSnapshot]], arrivals: list[float], begin: float, end: float
+) -> dict[str, Any]:
+    """CPU per acked message between the last sample at or before `begin` and the first at or after
+    `end` (the whole run's ends when none), counting the acks that arrived in between."""
+    before = [(t, snap) for t, snap in samples if t <= begin] or samples[:1]
+    after = [(t, snap) for t, snap in samples if t >= end] or samples[-1:]
+    (t0, first), (t1, last) = before[-1], after[0]
+    acked = bisect.bisect_right(arrivals, t1) - bisect.bisect_right(arrivals, t0)
+    return first.figures(last, acked, t1 - t0)
 
 
 def tenths(records: list[tuple[float, float]], start: float, last: bool = False) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench.load.__main__ import print_table, ratios
-from bench.load.driver import CpuSnapshot, machine_busy_s, process_cpu_s
+from bench.load.driver import CpuSnapshot, machine_busy_s, process_cpu_s, window_cpu
 
 
 def test_busy_time_counts_what_the_machine_ran_not_idle_iowait_or_steal(tmp_path: Path) -> None:
@@ -102,3 +102,38 @@ def test_cpu_figures_per_acked_message_for_the_machine_and_each_process() -> Non
     assert before.figures(after, acked=0, seconds=2.0) == {}
     unknown = CpuSnapshot(machine=None, processes={})
     assert unknown.figures(unknown, acked=10, seconds=1.0) == {}
+
+
+def test_a_windows_cpu_is_bracketed_by_the_samples_around_it() -> None:
+    def snap(machine: float, worker: float) -> CpuSnapshot:
+        return CpuSnapshot(machine=machine, processes={"worker": worker})
+
+    samples = [(0.0, snap(0.0, 0.0)), (1.0, snap(2.0, 1.0)), (2.0, snap(4.0, 2.0)), (3.0, snap(7.0, 4.0))]
+    arrivals = [0.2 * i for i in range(1, 15)]  # 14 acks between 0.2 and 2.8 s
+    # The last 10% of a run from 2.5 to 2.8 s: bracketed by the samples at 2 s and 3 s.
+    assert window_cpu(samples, arrivals, 2.5, 2.8) == {
+        "busy_cores": 3.0,
+        "cpu_ms_per_ack": 3000 / 4,  # 3 core-seconds over the 4 acks at 2.2, 2.4, 2.6, 2.8 s
+        "cpu_ms_per_ack_by_process": {"worker": 2000 / 4},
+    }
+    # A window past the last sample falls back to it; one before the first, to the first.
+    assert window_cpu(samples, arrivals, 0.0, 9.0)["cpu_ms_per_ack"] == round(7000 / 14, 2)
+
+
+def test_the_table_prints_the_cpu_of_a_long_runs_first_and_last_tenth(capsys: pytest.CaptureFixture[str]) -> None:
+    long = _phase(250.0, 6.0)
+    long.update(
+        first_10pct={"per_s": 280.0, "p50_ms": 400.0},
+        last_10pct={"per_s": 250.0, "p50_ms": 450.0},
+        push_first_10pct={"per_s": 280.0, "p50_ms": 410.0},
+        push_last_10pct={"per_s": 250.0, "p50_ms": 460.0},
+        decay=0.89,
+        cpu_first_10pct={"cpu_ms_per_ack": 5.5, "busy_cores": 1.8, "cpu_ms_per_ack_by_process": {"worker": 2.0}},
+        cpu_last_10pct={"cpu_ms_per_ack": 6.5, "busy_cores": 1.8},
+    )
+    results: dict[str, Any] = {"config": {"senders": 1, "window": 1, "messages": 100}, "notes": [], "long": long}
+    results["ratios"] = ratios(results)
+    print_table(results)
+    out = capsys.readouterr().out
+    assert "  long run, first 10%: 5.50 ms per acked message: worker 2.00" in out
+    assert "  long run, last 10%: 6.50 ms per acked message\n" in out
