@@ -250,25 +250,7 @@ def print_table(results: dict[str, Any]) -> None:
         )
         if long.get("decay") is not None:
             print(f"          last / first 10% throughput: {long['decay']:.2f}")
-    phases = (("echo", "echo"), ("closed", "e2e closed loop"), ("long", "long run"))
-    cpu = [(label, r) for key, label in phases if (r := results.get(key)) and r.get("cpu_ms_per_ack") is not None]
-    if cpu:
-        print(
-            "machine CPU per acked message: "
-            + ", ".join(f"{label} {r['cpu_ms_per_ack']:.2f} ms ({r['busy_cores']:.2f} cores busy)" for label, r in cpu)
-        )
-    for key, label in phases:
-        by_process = (results.get(key) or {}).get("cpu_ms_per_ack_by_process")
-        if by_process:
-            print(f"  {label}, ms per acked message: " + ", ".join(f"{n} {ms:.2f}" for n, ms in by_process.items()))
-    for part in ("first", "last"):
-        window = (results.get("long") or {}).get(f"cpu_{part}_10pct") or {}
-        if window.get("cpu_ms_per_ack") is not None:
-            processes = window.get("cpu_ms_per_ack_by_process") or {}
-            print(
-                f"  long run, {part} 10%: {window['cpu_ms_per_ack']:.2f} ms per acked message"
-                + (": " + ", ".join(f"{n} {ms:.2f}" for n, ms in processes.items()) if processes else "")
-            )
+    _print_cpu(results)
     rat = results.get("ratios") or {}
     if any(v is not None for v in rat.values()):
         print(f"ratio e2e/echo = {_ratio(rat.get('e2e_over_echo'))}   (closed-loop acked/s / echo acked/s)")
@@ -289,6 +271,38 @@ def _platform_processes(data_dir: Path | None) -> dict[str, int]:
 
     info = read_run_info(DataDir.at(data_dir)) if data_dir is not None else None
     return {**(info.processes if info is not None else {}), CLIENTS: os.getpid()}
+
+
+def _print_cpu(results: dict[str, Any]) -> None:
+    """The CPU lines: the machine's per acked message in each saturating phase, then each process's
+    (and a long run's first and last 10%)."""
+    windows = [
+        (label, r)
+        for key, label in (("echo", "echo"), ("closed", "e2e closed loop"), ("long", "long run"))
+        if (r := results.get(key)) and r.get("cpu_ms_per_ack") is not None
+    ]
+    if not windows:
+        return
+    print(
+        "machine CPU per acked message: "
+        + ", ".join(f"{label} {r['cpu_ms_per_ack']:.2f} ms ({r['busy_cores']:.2f} cores busy)" for label, r in windows)
+    )
+    for label, r in windows:
+        if r.get("cpu_ms_per_ack_by_process"):
+            print(f"  {label}, ms per acked message: {_per_process(r['cpu_ms_per_ack_by_process'])}")
+    long = results.get("long") or {}
+    for part in ("first", "last"):
+        tenth = long.get(f"cpu_{part}_10pct") or {}
+        if tenth.get("cpu_ms_per_ack") is not None:
+            by_process = tenth.get("cpu_ms_per_ack_by_process")
+            print(
+                f"  long run, {part} 10%: {tenth['cpu_ms_per_ack']:.2f} ms per acked message"
+                + (f": {_per_process(by_process)}" if by_process else "")
+            )
+
+
+def _per_process(by_process: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.2f}" for name, ms in by_process.items())
 
 
 def _target(args: argparse.Namespace) -> tuple[str | None, Any]:
