@@ -180,9 +180,8 @@ class Saves:
 def batch_saves(decided: Sequence[Decided[Any]]) -> Saves:
     """The writes that save ``decided``: a key the batch wrote several times (a busy conversation's
     record) is written once, with its last value, and each aggregate record keeps the outcome of
-    every command of the batch that it includes, however many, and no other: the outcomes of earlier
-    batches are durable in the long-term table before this batch is decided (the caller waits for
-    each save), so the record stays the size of its state plus one batch's outcomes."""
+    every command of the batch that it includes, however many (the next command of that aggregate
+    trims ``recent`` back to ``RECENT_OUTCOMES``, once these outcomes are saved)."""
     refs: dict[str, tuple[int, dict[str, Any]]] = {}
     records: dict[str, tuple[int, dict[str, Any]]] = {}
     outcomes_of: dict[str, dict[str, Any]] = {}  # aggregate id -> this batch's outcomes by recent key
@@ -201,7 +200,9 @@ def batch_saves(decided: Sequence[Decided[Any]]) -> Saves:
         outcomes.append((i, command.key, stored))
     saved_records = []
     for aggregate_id, (i, record) in records.items():
-        saved_records.append((i, aggregate_id, {**record, "recent": outcomes_of[aggregate_id]}))
+        # Outcomes already in ``recent`` keep their place; any the record trimmed come back, newest.
+        recent = {**record.get("recent", {}), **outcomes_of[aggregate_id]}
+        saved_records.append((i, aggregate_id, {**record, "recent": recent}))
     return Saves(index=[(i, key, ref) for key, (i, ref) in refs.items()], records=saved_records, outcomes=outcomes)
 
 

@@ -9,13 +9,10 @@ in the log before any state that depends on them is saved (``apply_result``):
 2. the caller calls ``apply_result`` to save the aggregate record, message index entries
    and the outcome.
 
-The aggregate record holds the state and the outcomes of the commands whose save wrote it, in
-ONE value, so a crash between the steps can never leave state advanced without the outcome
-that makes a redelivered command idempotent. Every outcome also lives in a separate table for
-long-term idempotency, saved in the same step just after the record; one found ahead of the
-saved state is ignored (see ``remembered``). The record need not carry outcomes of earlier
-saves: the writer waits until a save is durable before it decides anything more, so those
-outcomes are already in that table.
+The aggregate record holds the state and the outcomes of its most recent commands in ONE
+value, so a crash between the steps can never leave state advanced without the outcome
+that makes a redelivered command idempotent. Older outcomes live in a separate table for
+long-term idempotency; one found ahead of the saved state is ignored (see ``remembered``).
 """
 
 from __future__ import annotations
@@ -29,6 +26,8 @@ from domain.envelope import CommandEnvelope, EventEnvelope, Outcome, Rejection, 
 from domain.errors import DomainError
 from domain.media import MediaRef, evolve_media, media_ref_from_dict, media_ref_key, media_ref_to_dict
 
+RECENT_OUTCOMES = 64
+
 
 class KeyValue(Protocol):
     """A keyed store of JSON-able values, partitioned with the commands (a Faust table in production)."""
@@ -40,7 +39,7 @@ class KeyValue(Protocol):
 
 @dataclass
 class Stores:
-    aggregates: KeyValue  # stream id -> {"state": ..., "recent": {recent key: outcome of the save that wrote it}}
+    aggregates: KeyValue  # stream id -> {"state": ..., "recent": {command_id: outcome}}
     messages: KeyValue  # message id -> MessageRef; media_ref_key(media id) -> MediaRef
     outcomes: KeyValue  # "<stream id>|<command id>" -> outcome (long-term idempotency)
 
@@ -137,15 +136,15 @@ def handle(command: CommandEnvelope, stores: Stores) -> Result:
         data=decision.data,
         reply_to=command.reply_to,
     )
-    new_record = {"state": decider.state_to_dict(state), "recent": _remember(command, outcome)}
+    new_record = {"state": decider.state_to_dict(state), "recent": _remember(record, command, outcome)}
     return Result(outcome=outcome, events=events, record=new_record, message_refs=refs)
 
 
 def apply_result(command: CommandEnvelope, result: Result, stores: Stores) -> None:
     """Save what a decided command changed. Call only after its events are in the log.
 
-    Order matters: message index, then the aggregate record (state + this command's outcome), then
-    the long-term outcome; ``remembered`` refuses an outcome that is ahead of the saved state.
+    Order matters: message index, then the aggregate record (state + recent outcomes), then the
+    long-term outcome; ``remembered`` refuses an outcome that is ahead of the saved state.
     """
     if result.repeated:
         return
@@ -162,10 +161,12 @@ def refused(command: CommandEnvelope, stores: Stores, code: str, message: str) -
     return _refused(command, stores.aggregates.get(command.aggregate_id), code, message)
 
 
-def _remember(command: CommandEnvelope, outcome: Outcome) -> dict[str, Any]:
-    """The ``recent`` of a record that one command wrote (a batch's save puts all of its commands'
-    outcomes for that aggregate there, see ``commands.batch.batch_saves``)."""
-    return {recent_key(command): stored_outcome(outcome)}
+def _remember(record: dict[str, Any] | None, command: CommandEnvelope, outcome: Outcome) -> dict[str, Any]:
+    recent: dict[str, Any] = dict(record.get("recent", {})) if record else {}
+    recent[recent_key(command)] = stored_outcome(outcome)
+    while len(recent) > RECENT_OUTCOMES:
+        recent.pop(next(iter(recent)))
+    return recent
 
 
 def _refused(command: CommandEnvelope, record: dict[str, Any] | None, code: str, message: str) -> Result:
@@ -192,5 +193,5 @@ def _refused(command: CommandEnvelope, record: dict[str, Any] | None, code: str,
     # A refusal is remembered too (same command_id, same answer) but changes no state.
     new_record = None
     if record is not None:
-        new_record = {"state": record["state"], "recent": _remember(command, outcome)}
+        new_record = {"state": record["state"], "recent": _remember(record, command, outcome)}
     return Result(outcome=outcome, rejection=rejection, record=new_record)
