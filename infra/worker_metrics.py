@@ -83,6 +83,11 @@ class WorkerMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.commands_fenced = Counter(
+            "parley_worker_commands_fenced_total",
+            "Commands let go undecided or unsaved because this worker had lost its partitions (streams/membership.py)",
+            registry=self.registry,
+        )
         self.project_batch_size = Histogram(
             "parley_worker_project_batch_size",
             "Records per batch a projection agent applied, by agent (project, trail-rejections, trail-refusals)",
@@ -136,6 +141,9 @@ class WorkerMetrics:
             self.commands_decided.labels(outcome="ok").inc(ok)
         if refused:
             self.commands_decided.labels(outcome="refused").inc(refused)
+
+    def fenced(self, count: int) -> None:
+        self.commands_fenced.inc(count)
 
     def observe_project(self, agent: str, size: int, seconds: float) -> None:
         self.project_batch_size.labels(agent=agent).observe(size)

@@ -18,7 +18,9 @@
   takes, never raised: nothing is saved or answered meanwhile and the batch is not acked, so
   its offsets do not move. Raising would lose the batch, because ``take_events`` acks its
   events in a ``finally`` that also runs when the agent dies. A retry may append a record
-  twice (same event id, same stream version), which every consumer absorbs.
+  twice (same event id, same stream version), which every consumer absorbs. The agent decides and
+  saves only while this worker's lease on its partitions holds (``streams/membership.py``); a
+  worker that finds it was evicted abandons the batch, unacknowledged, to the partitions' next owner.
 - ``project`` consumes the events topic and feeds ``ProjectionRuntime`` in batches.
 - ``trail_rejections`` consumes refused commands for the compliance trail.
 
@@ -55,7 +57,8 @@ from infra.kafka.codec import Headers, decode_command, encode_event, encode_reje
 from infra.security.shredding import KeyRing, SealedMediaRefs, seal
 from infra.settings import WORKER_TABLES, Settings
 from infra.worker_metrics import LagSample
-from streams.idempotent import ParleyApp
+from streams.idempotent import ParleyApp, abandon
+from streams.membership import Membership, Standing
 from streams.runtime import DeadLetters, ProjectionRuntime, Record
 
 log = logging.getLogger("parley.worker")
@@ -114,6 +117,8 @@ class Metrics(Protocol):
     """What the agents report (infra/worker_metrics.py serves it to Prometheus)."""
 
     def observe_decide(self, size: int, ok: int, refused: int, seconds: float) -> None: ...
+
+    def fenced(self, count: int) -> None: ...
 
     def observe_project(self, agent: str, size: int, seconds: float) -> None: ...
 
@@ -196,10 +201,13 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
-        stream_wait_empty=False,
+        # A rebalance or a shutdown waits for the batches in flight before it closes the tables
+        # they read and write: a batch never reads a table whose partitions were just closed.
+        stream_wait_empty=True,
         table_standby_replicas=0,
     )
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+    membership = app.membership = Membership(settings.kafka_session_timeout_s)
     app.sensors.add(RebalanceSensor(metrics))
     holder: dict[str, WorkerServices] = {}
     lock = asyncio.Lock()
@@ -236,6 +244,12 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
     async def decide_batch_of(batch: Sequence[EventT[bytes]]) -> None:
         """Decode, decide in order, append every event at once, wait once, save, reply."""
         started = time.perf_counter()
+        generation = app.consumer_generation_id
+        # Fetched under an earlier generation: the rebalance since then seeks back, so they come again.
+        earlier = [e for e in batch if e.message.generation_id not in (None, generation)]
+        if earlier:
+            abandon(earlier, app.consumer)
+            batch = [e for e in batch if e.message.generation_id in (None, generation)]
         commands: list[CommandEnvelope] = []
         sources: list[EventT[bytes]] = []
         undecodable: list[tuple[EventT[bytes], str]] = []
@@ -261,6 +275,9 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         # This batch's view of the tables: media filenames sealed under their uploaders' keys.
         batch_stores = Stores(stores.aggregates, SealedMediaRefs(stores.messages, keys), stores.outcomes)
         t_decode = time.perf_counter()
+        # No await from here to the end of ``decide_batch``: the tables are read while the lease holds.
+        if not await _still_single_writer(generation, sources, "deciding"):
+            return
         decided = decide_batch(
             commands, batch_stores, lambda result: _encode(result, keys), lambda c: _erased_actor(c, keys)
         )
@@ -278,6 +295,8 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             return _as_current(sources[i])
 
         saves = batch_saves(decided)
+        if not await _still_single_writer(generation, sources, "saving"):
+            return
         if saves.index:
             save_index(saves, batch_stores, within)
             await _until_acknowledged("saving the message index of a batch", app.producer.flush)
@@ -285,6 +304,12 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         # The table writes are durable before anyone hears of the outcome: a worker that takes the
         # partition over (this one stopped or died) recovers state that includes every answered command.
         await _until_acknowledged("saving the state of a batch", app.producer.flush)
+        if membership.standing(generation) is not Standing.FRESH:
+            log.warning(
+                "the state of a batch of %d commands was acknowledged after this worker's lease lapsed; "
+                "if its partitions moved meanwhile, their next owner may read it after its own",
+                len(decided),
+            )
         t_save = time.perf_counter()
         await _reply([item.result.outcome for item in decided if item.command.reply_to])
         done = time.perf_counter()
@@ -316,6 +341,24 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
                     "events": [e.event_id for e in item.result.events],
                 },
             )
+
+    async def _still_single_writer(generation: int, events: Sequence[EventT[bytes]], what: str) -> bool:
+        """Whether this worker still holds the batch's partitions (``streams/membership.py``); waits
+        while it cannot tell. If it lost them, the batch is abandoned: not saved, not answered, not
+        acknowledged, so their next owner reads it again."""
+        if membership.standing(generation) is Standing.FRESH:
+            return True
+        log.warning("%s a batch waits: no heartbeat answered within the lease", what)
+        if await membership.confirm(generation):
+            return True
+        abandon(events, app.consumer)
+        metrics.fenced(len(events))
+        log.warning(
+            "this worker lost its partitions before %s a batch of %d commands; abandoned to their next owner",
+            what,
+            len(events),
+        )
+        return False
 
     async def _until_acknowledged(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until the broker acknowledges it, with backoff, for as long as it takes.

@@ -10,11 +10,15 @@ same event twice at two offsets because of the producer itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import EventT
+
+from streams.membership import Membership
 
 log = logging.getLogger("parley.worker")
 
@@ -35,17 +39,47 @@ class IdempotentProducer(faust_aiokafka.Producer):
 
 
 class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer with the app's ``fetch_max_wait_ms`` instead of Faust's fixed 1,500 ms.
+    """Faust's consumer with the app's ``fetch_max_wait_ms`` instead of Faust's fixed 1,500 ms,
+    and which renews the app's membership lease (``streams/membership.py``).
 
     aiokafka keeps one fetch request in flight per broker and sends the next only once every
     record it buffered has been taken; a request for partitions with nothing new is held by the
     broker up to that wait. Commands that arrive meanwhile wait for it: a short wait lets them in
-    sooner, for a few idle fetches a second more."""
+    sooner, for a few idle fetches a second more.
+
+    The lease is renewed by every heartbeat the coordinator answers, from the moment the request
+    left, and by every assignment, from the moment it arrives (the lease's margin covers its
+    travel); it follows the coordinator's generation, which aiokafka resets when it learns that
+    this member was evicted."""
 
     def _create_worker_consumer(self, *args: Any, **kwargs: Any) -> Any:
         consumer = super()._create_worker_consumer(*args, **kwargs)
         consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", consumer._fetch_max_wait_ms))
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        membership: Membership | None = getattr(self.app, "membership", None)
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if membership is None or coordinator is None or not hasattr(coordinator, "_do_heartbeat"):
+            return
+        membership.follow(lambda: int(coordinator.generation))
+        beat = coordinator._do_heartbeat
+
+        async def heartbeat() -> bool:
+            generation, sent = int(coordinator.generation), time.monotonic()
+            answered = bool(await beat())
+            if answered:
+                membership.renewed(generation, sent)
+            return answered
+
+        coordinator._do_heartbeat = heartbeat
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        membership: Membership | None = getattr(self.app, "membership", None)
+        if membership is not None:
+            membership.renewed(generation_id, time.monotonic())
+        await super().on_partitions_assigned(assigned, generation_id)
 
 
 def head_gap_blocks_commit(acked: Iterable[int], committed: int | None, gaps: Iterable[Any]) -> bool:
@@ -68,7 +102,8 @@ def head_gap_blocks_commit(acked: Iterable[int], committed: int | None, gaps: It
 
 
 class PromptConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, with ``PromptConsumerThread`` and a commit that never skips a hole.
+    """Faust's consumer, with ``PromptConsumerThread`` and a commit that never skips a hole nor a
+    record that no stream took (``ack``).
 
     Faust decides what to commit from the acked offsets: the first run of consecutive ones, unless
     the run starts more than one past the committed offset. That check is off by one: with offset
@@ -86,6 +121,21 @@ class PromptConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._held: set[tuple[Any, int | None]] = set()  # holes already logged
 
+    def ack(self, message: Any) -> bool:
+        """Record a processed record's offset as safe to commit; never a record no stream took.
+
+        A stream skips, and acks, a record fetched under the previous generation or while a
+        rebalance has paused the flow; it does so before it tracks the record, and a record a
+        stream took is always tracked. Recording such an ack lets the commit that a rebalance makes
+        before it hands partitions over (``stream_wait_empty``) move past a record that was never
+        processed, and the rebalance's seek to the committed offset then starts after it: a
+        projection went on at the next record, and the trail missed one. Unrecorded, the commit
+        stops before it, and the seek reads it again."""
+        if not message.tracked:
+            return False
+        acked: bool = super().ack(message)
+        return acked
+
     def _new_offset(self, tp: Any) -> int | None:
         committed = self._committed_offset[tp]
         if head_gap_blocks_commit(self._acked[tp], committed, self._gap[tp]):
@@ -97,6 +147,21 @@ class PromptConsumer(faust_aiokafka.Consumer):
         return offset
 
 
+def abandon(events: Sequence[EventT[Any]], consumer: Any) -> None:
+    """Let ``events`` go without acknowledging them: their offsets are never committed by this worker.
+
+    ``take_events`` acknowledges a batch's events in a ``finally`` once the agent is done with it;
+    an event already marked acknowledged is skipped there. They are also dropped from the
+    consumer's set of events in flight, so that a rebalance waiting for that set to empty
+    (``stream_wait_empty``) goes on. Whoever owns their partitions next reads them again from the
+    committed offset."""
+    unacked = getattr(consumer, "_unacked_messages", None)
+    for event in events:
+        event.message.acked = True
+        if unacked is not None:
+            unacked.discard(event.message)
+
+
 class IdempotentTransport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
     Consumer = PromptConsumer
@@ -104,6 +169,7 @@ class IdempotentTransport(faust_aiokafka.Transport):
 
 class ParleyApp(faust.App):
     fetch_max_wait_ms: int = 1500  # create_app sets Settings.kafka_fetch_max_wait_ms
+    membership: Membership | None = None  # create_app sets it: the decide agent's fence
 
     def _new_transport(self) -> Any:
         return IdempotentTransport(self.conf.broker_consumer, self)

@@ -33,6 +33,7 @@ from projections.audit import (
     check_against_log,
     extend_chain,
     item_id,
+    log_digest,
     split_chain,
 )
 
@@ -359,10 +360,20 @@ async def _entries(
 
 
 async def _unrecorded(coll: AsyncCollection[MongoDoc], chain: str, entry: LogEntry[LogItem]) -> str | None:
-    """None when the log entry is a repeated copy of one recorded earlier in the chain."""
+    """None when the log entry is a repeated copy of one the chain records at another offset.
+
+    The trail records each item once, by id. Usually that is its first copy in the log; when two
+    workers append to one chain at once (a partition changing hands), the one that wins the next
+    seq may hold a later copy, and the other finds the id recorded and skips its own. Either way the
+    entry is accounted for, provided it is the very same record: same id, same digest."""
     ident = item_id(entry.value)
-    doc = await coll.find_one({"_id": ident}, {"chain": 1, "log_offset": 1})
-    if doc is not None and doc.get("chain") == chain and int(doc.get("log_offset", -1)) < entry.offset:
+    doc = await coll.find_one({"_id": ident}, {"chain": 1, "log_offset": 1, "digest": 1})
+    if (
+        doc is not None
+        and doc.get("chain") == chain
+        and int(doc.get("log_offset", -1)) != entry.offset
+        and doc.get("digest") == log_digest(entry.value)
+    ):
         return None
     topic, partition = split_chain(chain)
     return f"log record {topic}:{partition}@{entry.offset} ({ident}) has no trail record"

@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime
 
-from infra.mongo.audit_trail import live_trail_collection, verify_trail
+from domain.envelope import EventEnvelope
+from infra.mongo.audit_trail import AuditTrail, VerifyReport, live_trail_collection, verify_trail
 from infra.rebuild import rebuild_projection
 from projections.audit import GENESIS, AuditRecord, record_hash
 from tests.integration.ops.conftest import OpsEnv
@@ -204,3 +205,37 @@ async def test_verify_while_the_trail_keeps_growing_raises_no_false_alarm(ops: O
         await task
     assert report.ok, report.summary()
     assert report.records > before + 10  # records written after the log's end was first read
+
+
+async def _trail_of(ops: OpsEnv, recorded: list[tuple[tuple[int, int], EventEnvelope]]) -> VerifyReport:
+    trail = AuditTrail(ops.db)
+    for (partition, offset), event in recorded:  # one batch each, in the order two writers got there
+        await trail.append(ops.settings.events_topic, [(partition, offset, event)])
+    return await verify_trail(ops.settings, ops.db)
+
+
+async def test_a_copy_recorded_at_a_later_offset_accounts_for_the_earlier_one(ops: OpsEnv) -> None:
+    # A partition changing hands: the new owner records an event's later copy (a command decided
+    # again) while the old one still holds its first copy, which it then finds recorded and skips.
+    await ops.create_topics(events=1, rejections=1)
+    events = chat_log(seed=23, messages=4).events[:4]
+    placed = await ops.produce(events)
+    (later,) = await ops.produce(events[3:])
+    recorded = [*zip(placed[:3], events[:3], strict=True), (later, events[3]), (placed[3], events[3])]
+    report = await _trail_of(ops, recorded)
+    assert report.ok, report.summary()
+    assert report.records == 4
+
+
+async def test_a_record_at_another_offset_with_the_same_id_but_other_content_accounts_for_nothing(
+    ops: OpsEnv,
+) -> None:
+    await ops.create_topics(events=1, rejections=1)
+    events = chat_log(seed=24, messages=3).events[:3]
+    placed = await ops.produce(events)
+    forged = events[2].model_copy(update={"correlation_id": "not-the-one-sent"})
+    (later,) = await ops.produce([forged])
+    report = await _trail_of(ops, [*zip(placed[:2], events[:2], strict=True), (later, forged)])
+    assert report.first_break is not None
+    assert report.first_break.problem == "missing record"
+    assert f"@{placed[2][1]} ({events[2].event_id}) has no trail record" in report.first_break.detail
