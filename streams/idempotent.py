@@ -131,10 +131,7 @@ class PromptConsumer(faust_aiokafka.Consumer):
         processed, and the rebalance's seek to the committed offset then starts after it: a
         projection went on at the next record, and the trail missed one. Unrecorded, the commit
         stops before it, and the seek reads it again."""
-        if not message.tracked:
-            return False
-        acked: bool = super().ack(message)
-        return acked
+        return bool(message.tracked) and bool(super().ack(message))
 
     def _new_offset(self, tp: Any) -> int | None:
         committed = self._committed_offset[tp]

@@ -49,15 +49,10 @@ class Membership:
     """The lease. ``renewed`` is called from the consumer's thread, everything else from the worker's
     event loop: the renewal is one tuple, replaced whole."""
 
-    def __init__(
-        self,
-        session_timeout_s: float,
-        current_generation: Callable[[], int | None] = lambda: None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, session_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         margin = max(MIN_MARGIN_S, session_timeout_s * MARGIN_SHARE)
         self.lease_s = max(0.0, session_timeout_s - margin)
-        self._current_generation = current_generation
+        self._current_generation: Callable[[], int | None] = lambda: None
         self._clock = clock
         self._renewal: tuple[int, float] | None = None  # (generation, monotonic time the request left)
 

@@ -29,7 +29,9 @@ class Coordinator:
 
 def lease(session_s: float = 10.0, generation: int = 7) -> tuple[Membership, Clock, Coordinator]:
     clock, coordinator = Clock(), Coordinator(generation)
-    return Membership(session_s, lambda: coordinator.generation, clock), clock, coordinator
+    membership = Membership(session_s, clock)
+    membership.follow(lambda: coordinator.generation)
+    return membership, clock, coordinator
 
 
 def test_an_answered_heartbeat_holds_the_lease_for_the_session_less_its_margin() -> None:
