@@ -12,6 +12,7 @@ the stores, retrying a store that is down, and the applied-versions notification
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -103,15 +104,19 @@ class SavedPositions(Protocol):
 
 @dataclass
 class Holes:
-    """Records that never reached this worker, read back from the log before the batch after them.
+    """Records that never reached this worker, read back from the log before they are needed.
 
     The consumer can deliver a batch that starts past a record nobody processed (a batch cancelled
     by a shutdown is acked all the same by Faust's ``take_events``; a rebalance can commit past a
-    skipped record). The runtime knows better: per partition, the offset after the last record it
-    applied, and the position saved by whichever worker applied the partition last. A batch that
-    starts beyond both is preceded by what lies between, read from the log, so no event is ever
-    left out of the read models or the trail. Everything downstream is idempotent, so reading a
-    little too much (another worker applied it meanwhile) costs time, never correctness.
+    skipped record), and one with a record missing inside it: around a rebalance, a stream skips
+    the records it fetched under the previous generation while it takes those fetched again under
+    the new one, and the fetcher drops records below an offset it already passed. The runtime
+    knows better: per partition, the offset after the last record it applied, and the position
+    saved by whichever worker applied the partition last. A batch that starts beyond both is
+    preceded by what lies between; every offset missing inside a batch is read too; the batch is
+    then applied in log order, each offset once. So no event is ever left out of the read models,
+    and the trail records each partition in log order. Everything downstream is idempotent, so
+    reading a little too much (another worker applied it meanwhile) costs time, never correctness.
     """
 
     source: RecordSource
@@ -119,26 +124,31 @@ class Holes:
     _next: dict[tuple[str, int], int] = field(default_factory=dict)
 
     async def complete(self, topic: str, position_name: str, records: Sequence[Record]) -> list[Record]:
-        firsts: dict[int, int] = {}
+        by_partition: dict[int, dict[int, Record]] = {}
         for record in records:
-            firsts[record.partition] = min(firsts.get(record.partition, record.offset), record.offset)
-        suspect = {p: first for p, first in firsts.items() if first > self._next.get((topic, p), -1)}
-        if not suspect:
-            return list(records)
-        saved = await _retry_transient(partial(self.positions.load, position_name, topic))
-        missing: list[Record] = []
-        for partition, first in sorted(suspect.items()):
-            expected = max(self._next.get((topic, partition), 0), saved.get(partition, 0))
-            if first > expected:
+            by_partition.setdefault(record.partition, {}).setdefault(record.offset, record)
+        suspect = [p for p, got in by_partition.items() if min(got) > self._next.get((topic, p), -1)]
+        saved = await _retry_transient(partial(self.positions.load, position_name, topic)) if suspect else {}
+        for partition in sorted(by_partition):
+            got = by_partition[partition]
+            offsets = sorted(got)
+            gaps = [(a + 1, b, "inside") for a, b in itertools.pairwise(offsets) if b > a + 1]
+            if partition in suspect:
+                expected = max(self._next.get((topic, partition), 0), saved.get(partition, 0))
+                if offsets[0] > expected:
+                    gaps.insert(0, (expected, offsets[0], "before"))
+            for start, end, where in gaps:
                 log.warning(
-                    "records %s:%d at offsets %d..%d never reached this worker: read back from the log",
+                    "records %s:%d at offsets %d..%d (%s a batch) never reached this worker: read back from the log",
                     topic,
                     partition,
-                    expected,
-                    first - 1,
+                    start,
+                    end - 1,
+                    where,
                 )
-                missing += await _retry_transient(partial(self.source.read, topic, partition, expected, first))
-        return [*missing, *records]
+                for record in await _retry_transient(partial(self.source.read, topic, partition, start, end)):
+                    got.setdefault(record.offset, record)
+        return [by_partition[p][o] for p in sorted(by_partition) for o in sorted(by_partition[p])]
 
     def applied(self, topic: str, records: Sequence[Record]) -> None:
         for record in records:

@@ -62,3 +62,25 @@ async def test_another_workers_progress_counts() -> None:
     holes.applied(TOPIC, batch(0, 9))
     assert await holes.complete(TOPIC, "conversations", batch(0, 30)) == batch(0, 30)
     assert [r.offset for r in await holes.complete(TOPIC, "conversations", batch(0, 32))] == [30, 31, 32]
+
+
+async def test_a_record_missing_inside_a_batch_is_read_back_in_its_place() -> None:
+    # Around a rebalance a stream skips what it fetched under the previous generation and takes
+    # what it fetched again: a batch can hold 300, 301 and 303 without 302. Applied as delivered,
+    # the positions would pass 302 and nobody would ever apply it.
+    log, saved = Log(), Saved({0: 300})
+    holes = Holes(log, saved)
+    completed = await holes.complete(TOPIC, "conversations", batch(0, 300, 301, 303, 306))
+    assert [r.offset for r in completed] == [300, 301, 302, 303, 304, 305, 306]
+    assert log.reads == [(TOPIC, 0, 302, 303), (TOPIC, 0, 304, 306)]
+
+
+async def test_a_batch_is_applied_in_log_order_and_each_offset_once() -> None:
+    # A record taken late (held in the stream's buffer across a rebalance) arrives after later ones,
+    # and a record fetched twice is taken twice: the trail chains each partition in log order.
+    log, saved = Log(), Saved({0: 10, 1: 5})
+    holes = Holes(log, saved)
+    delivered = batch(1, 6, 5) + batch(0, 11, 10, 11, 12) + batch(1, 7)
+    completed = await holes.complete(TOPIC, "conversations", delivered)
+    assert [(r.partition, r.offset) for r in completed] == [(0, 10), (0, 11), (0, 12), (1, 5), (1, 6), (1, 7)]
+    assert log.reads == []
