@@ -127,11 +127,11 @@ class Holes:
         by_partition: dict[int, dict[int, Record]] = {}
         for record in records:
             by_partition.setdefault(record.partition, {}).setdefault(record.offset, record)
-        suspect = [p for p, got in by_partition.items() if min(got) > self._next.get((topic, p), -1)]
+        ordered = {p: sorted(got) for p, got in by_partition.items()}
+        suspect = {p for p, offsets in ordered.items() if offsets[0] > self._next.get((topic, p), -1)}
         saved = await _retry_transient(partial(self.positions.load, position_name, topic)) if suspect else {}
-        for partition in sorted(by_partition):
+        for partition, offsets in sorted(ordered.items()):
             got = by_partition[partition]
-            offsets = sorted(got)
             gaps = [(a + 1, b, "inside") for a, b in itertools.pairwise(offsets) if b > a + 1]
             if partition in suspect:
                 expected = max(self._next.get((topic, partition), 0), saved.get(partition, 0))
