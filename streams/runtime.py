@@ -32,7 +32,7 @@ from infra.settings import Settings
 from projections.base import Doc, DocumentProjection, OnEvent
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import Push, keys_pushes, pushes_for
-from projections.runner import POISON, Item, Opener, Projector, Store, next_offsets
+from projections.runner import POISON, Decoded, Item, Opener, Projector, Store, next_offsets
 from projections.runner import DeadLetters as DeadLetters  # the Faust app and tests name them from here
 from projections.runner import Record as Record
 from projections.search import SEARCH
@@ -225,34 +225,28 @@ class ProjectionRuntime:
         decoded = await runner.decode_batch(records)
         if not decoded.stored:
             return
-        stored, current = decoded.stored, decoded.current  # as in the log (the trail), upcast (the views)
         pushed: dict[str, list[Push]] = {}
 
         def collect(event: EventEnvelope, docs: Mapping[str, Doc | None]) -> None:
             pushed[event.event_id] = pushes_for(event, docs.get(_conversation_of(event)))
 
-        # Independent stores are written concurrently; the last projection of the catalogue
-        # (conversations) only after the others, so its version vouches for all of them (the
-        # search indexes included: a search keyed on conversation versions relies on it).
-        names = list(self.projections)
-        first, last = names[:-1], names[-1:]
-        await asyncio.gather(
-            *(runner.guarded(name, current, self._projector(name, None)) for name in first),
-            runner.guarded("audit", stored, self._trail_appender(topic)),
-            *([runner.project(SEARCH, self.search, current)] if self.search is not None else []),
-        )
-        for name in last:
-            await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
-        applied_by = (*self.projections, *([SEARCH] if self.search is not None else []))
-        events = [event for _, event in current]
-        await self._erasures(events, decoded.opened)  # before the positions: a crash redoes them
-        # Every read model holds the batch now: the gateways hear of it at once (their acks wait
-        # on it), while the positions are saved. Pushes follow the announcement.
-        await self._invalidate(events)  # before the announcement: an answered removal is in force
-        await asyncio.gather(
-            _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records))),
-            self._announce(events),
-        )
+        # The audit trail is no read model that an ack vouches for: it is written alongside the
+        # views, and the batch's positions are saved once both are done (a crash redoes both).
+        trail = asyncio.create_task(runner.guarded("audit", decoded.stored, self._trail_appender(topic)))
+        try:
+            events = await self._views(runner, decoded, collect)
+            applied_by = (*self.projections, *([SEARCH] if self.search is not None else []))
+
+            async def save_positions() -> None:
+                await trail
+                await _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records)))
+
+            # Every read model holds the batch now: the gateways hear of it at once (their acks
+            # wait on it), while the positions are saved. Pushes follow the announcement.
+            await asyncio.gather(save_positions(), self._announce(events))
+        finally:
+            trail.cancel()  # nothing once it is done; if the views failed, the batch's append is abandoned
+            await asyncio.gather(trail, return_exceptions=True)
         for event in events if log.isEnabledFor(logging.DEBUG) else ():
             log.debug(
                 "projected %s v%d",
@@ -267,6 +261,26 @@ class ProjectionRuntime:
             )
         await self._key_pushes(events, pushed)
         await self._push(events, pushed)
+
+    async def _views(self, runner: Projector, decoded: Decoded, collect: OnEvent) -> list[EventEnvelope]:
+        """Apply a decoded batch to every read model and the search indexes; returns its events.
+
+        Independent stores are written concurrently; the last projection of the catalogue
+        (conversations) only after the others, so its version vouches for all of them (the search
+        indexes included: a search keyed on conversation versions relies on it)."""
+        current = decoded.current  # upcast; the trail records them as stored in the log
+        names = list(self.projections)
+        first, last = names[:-1], names[-1:]
+        await asyncio.gather(
+            *(runner.guarded(name, current, self._projector(name, None)) for name in first),
+            *([runner.project(SEARCH, self.search, current)] if self.search is not None else []),
+        )
+        for name in last:
+            await runner.guarded(name, current, self._projector(name, collect if name == "conversations" else None))
+        events = [event for _, event in current]
+        await self._erasures(events, decoded.opened)  # before the positions: a crash redoes them
+        await self._invalidate(events)  # before the announcement: an answered removal is in force
+        return events
 
     async def _erasures(self, events: Sequence[EventEnvelope], opened: Collection[str]) -> None:
         """Redact the views of the users erased by this batch, and of those whose key this batch used

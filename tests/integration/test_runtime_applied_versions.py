@@ -44,6 +44,7 @@ class Announcements:
     runtime: ProjectionRuntime | None = None
     sent: list[dict[str, int]] = field(default_factory=list)
     views_then: list[dict[str, int]] = field(default_factory=list)  # conversation id -> view version
+    made: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def publish(self, versions: Mapping[str, int]) -> None:
         assert self.runtime is not None
@@ -51,6 +52,7 @@ class Announcements:
         runtime = self.runtime
         coll = runtime.database[await runtime.registry.live_collection("conversations")]
         self.views_then.append({str(d["_id"]): int(d["version"]) async for d in coll.find()})
+        self.made.set()
 
 
 @pytest.fixture
@@ -126,3 +128,69 @@ async def test_a_hanging_announcement_holds_the_batch_only_for_its_bound(
     async with asyncio.timeout(10):
         await runtime.events_batch(records(s.log))
     assert await runtime.positions.load("conversations", runtime.settings.events_topic) == {0: len(s.log)}
+
+
+class HeldTrail:
+    """The real trail, whose appends wait until released (a slow audit store)."""
+
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def append(self, topic: str, items: Sequence[tuple[int, int, Any]]) -> int:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return await self.trail.append(topic, items)
+
+
+async def test_the_announcement_does_not_wait_for_the_trail_but_the_positions_do(runtime: ProjectionRuntime) -> None:
+    assert isinstance(runtime.trail, AuditTrail)
+    held = HeldTrail(runtime.trail)
+    runtime.trail = held
+    s = Scenario()
+    direct = s.create_direct(A, B)
+    s.on(direct, "message:send", A, body="acked before the trail has it")
+    announced = Announcements(runtime)
+    runtime.applied = announced
+    topic = runtime.settings.events_topic
+    batch = asyncio.create_task(runtime.events_batch(records(s.log)))
+    async with asyncio.timeout(10):
+        await announced.made.wait()
+    assert announced.sent == [{conversation_stream_id(direct): 2}]
+    assert held.started.is_set() and not batch.done()
+    # No position passes the batch before the trail holds it: a crash now redoes the whole batch.
+    assert await runtime.positions.load("conversations", topic) == {}
+    assert await runtime.positions.load("audit", topic) == {}
+    held.release.set()
+    async with asyncio.timeout(10):
+        await batch
+    assert await runtime.positions.load("conversations", topic) == {0: len(s.log)}
+    assert await runtime.positions.load("audit", topic) == {0: len(s.log)}
+    trail = runtime.database[await runtime.registry.live_collection("audit")]
+    assert await trail.count_documents({}) == len(s.log)
+
+
+async def test_a_batch_whose_views_fail_abandons_its_trail_append(
+    runtime: ProjectionRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(runtime.trail, AuditTrail)
+    held = HeldTrail(runtime.trail)
+    runtime.trail = held
+
+    async def broken(events: Sequence[EventEnvelope]) -> None:
+        raise RuntimeError("a bug after the views")
+
+    monkeypatch.setattr(runtime, "_invalidate", broken)
+    s = Scenario()
+    s.on(s.create_direct(A, B), "message:send", A, body="never recorded by this attempt")
+    with pytest.raises(RuntimeError, match="a bug after the views"):
+        async with asyncio.timeout(10):
+            await runtime.events_batch(records(s.log))
+    assert held.started.is_set() and held.cancelled
+    assert await runtime.positions.load("conversations", runtime.settings.events_topic) == {}
