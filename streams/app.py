@@ -26,6 +26,8 @@
 
 Every agent reports into ``Metrics`` (batch sizes and latency, parked records, rebalances); a
 timer measures the projections' lag on the partitions this worker holds (``LAG_SAMPLE_INTERVAL_S``).
+Another (``TAIL_CHECK_INTERVAL_S``) hands the consumer's position on each source partition to the
+projection runtime, which reads back records the stream skipped at a partition's tail.
 
 Processing guarantee is at-least-once (never exactly-once): every step is idempotent.
 """
@@ -71,6 +73,9 @@ DECIDE_WITHIN_S = 0.005
 PRODUCER_BATCH_BYTES = 512 * 1024
 # How often the projections' lag is measured (one end-offsets request and one positions read).
 LAG_SAMPLE_INTERVAL_S = 10.0
+# How often the consumer's positions are compared with what the projections applied: a partition
+# whose tail the stream skipped is read back after two checks in a row find it stuck.
+TAIL_CHECK_INTERVAL_S = 3.0
 
 # A record for the log: topic, key, value, headers.
 Outgoing = tuple[Any, bytes, bytes, Headers]
@@ -495,4 +500,26 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         metrics.set_lag([s for s in samples if (s.topic, s.partition) in held], time.time())
 
     app.timer(interval=LAG_SAMPLE_INTERVAL_S)(sample_lag)
+
+    async def read_back_tails() -> None:
+        """Records the stream skipped at the tail of a partition: nothing later reveals them."""
+        assigned = set() if app.rebalancing else app.consumer.assignment()
+        fetched: dict[str, dict[int, int]] = {topic: {} for topic in source_topics}
+        for tp in assigned:
+            if tp.topic in fetched:
+                try:
+                    position = await asyncio.wait_for(app.consumer.position(tp), TAIL_CHECK_INTERVAL_S)
+                except Exception as exc:  # the next check asks again
+                    log.debug("position of %s unknown: %r", tp, exc)
+                    continue
+                if position is not None:
+                    fetched[tp.topic][tp.partition] = position
+        runtime = (await services()).projections
+        for topic, positions in fetched.items():
+            try:
+                await runtime.read_back_tails(topic, {} if app.rebalancing else positions)
+            except Exception:  # a timer that raises would crash the worker; the next check retries
+                log.warning("tail of %s not checked", topic, exc_info=True)
+
+    app.timer(interval=TAIL_CHECK_INTERVAL_S)(read_back_tails)
     return app

@@ -117,11 +117,17 @@ class Holes:
     then applied in log order, each offset once. So no event is ever left out of the read models,
     and the trail records each partition in log order. Everything downstream is idempotent, so
     reading a little too much (another worker applied it meanwhile) costs time, never correctness.
+
+    A record skipped at the tail of a partition has no later record to reveal it: ``stalled``
+    finds those, from the consumer's position on each partition it holds (see
+    ``ProjectionRuntime.read_back_tails``).
     """
 
     source: RecordSource
     positions: SavedPositions
     _next: dict[tuple[str, int], int] = field(default_factory=dict)
+    # What ``stalled`` saw last time, per partition: the offset expected next.
+    _seen: dict[tuple[str, int], int] = field(default_factory=dict)
 
     async def complete(self, topic: str, position_name: str, records: Sequence[Record]) -> list[Record]:
         by_partition: dict[int, dict[int, Record]] = {}
@@ -155,6 +161,32 @@ class Holes:
             key = (topic, record.partition)
             self._next[key] = max(self._next.get(key, 0), record.offset + 1)
 
+    async def stalled(self, topic: str, position_name: str, fetched: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+        """The partitions whose records below the consumer's position (``fetched``) were not all
+        applied, and that made no progress since the previous call: ``{partition: (start, end)}``.
+
+        The consumer fetched past them, so the stream will never bring them; a partition still
+        moving is left to its stream (its records may be in the stream's buffer)."""
+        unknown = [p for p in fetched if (topic, p) not in self._next]
+        if unknown:
+            saved = await _retry_transient(partial(self.positions.load, position_name, topic))
+            for p in unknown:  # what any worker applied counts (the positions follow the stores)
+                if p in saved:
+                    self._next[(topic, p)] = saved[p]
+        for key in [k for k in self._seen if k[0] == topic and k[1] not in fetched]:
+            del self._seen[key]  # a partition not held now starts over when it comes back
+        out: dict[int, tuple[int, int]] = {}
+        for p, end in sorted(fetched.items()):
+            key = (topic, p)
+            expected = self._next.get(key, 0)
+            if expected >= end:
+                self._seen.pop(key, None)
+                continue
+            if self._seen.get(key) == expected:
+                out[p] = (expected, end)
+            self._seen[key] = expected
+        return out
+
 
 class Trail(Protocol):
     async def append(self, topic: str, records: Sequence[tuple[int, int, EventEnvelope | Rejection]]) -> int: ...
@@ -185,13 +217,55 @@ class ProjectionRuntime:
     erasure: ErasureEffects | None = None  # objects, caches and gateways of an erased user
     _stores: dict[str, DocumentStore] = field(default_factory=dict)
     _holes: Holes | None = None
+    # One batch at a time per source topic: the agent's, or a read-back of a partition's tail.
+    _busy: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    async def _complete(self, topic: str, position_name: str, records: Sequence[Record]) -> Sequence[Record]:
+    def _lock(self, topic: str) -> asyncio.Lock:
+        return self._busy.setdefault(topic, asyncio.Lock())
+
+    def _position_name(self, topic: str) -> str:
+        """The position the worker that applied a partition last left behind (see Holes)."""
+        if topic != self.settings.events_topic:
+            return AUDIT
+        names = list(self.projections)  # their positions are saved together; none: the trail's own
+        return names[-1] if names else AUDIT
+
+    async def _complete(self, topic: str, records: Sequence[Record]) -> Sequence[Record]:
         if self.log_source is None:
             return records
         if self._holes is None:
             self._holes = Holes(self.log_source, self.positions)
-        return await self._holes.complete(topic, position_name, records)
+        return await self._holes.complete(topic, self._position_name(topic), records)
+
+    async def read_back_tails(self, topic: str, fetched: Mapping[int, int], limit: int = 500) -> int:
+        """Applies the records the consumer fetched past on a partition but that never reached the
+        agent, when nothing later on that partition came to reveal them (see Holes).
+
+        ``fetched``: the consumer's position on each partition of ``topic`` it holds. Called on a
+        timer; a partition is read back on the second call in a row that finds it stuck at the
+        same offset. Returns how many records were read back (at most ``limit`` a partition)."""
+        if self.log_source is None or self._lock(topic).locked():
+            return 0  # the agent is at work: nothing is stuck now
+        if self._holes is None:
+            self._holes = Holes(self.log_source, self.positions)
+        stalled = await self._holes.stalled(topic, self._position_name(topic), fetched)
+        read = 0
+        for partition, (start, end) in stalled.items():
+            end = min(end, start + limit)
+            log.warning(
+                "records %s:%d at offsets %d..%d (a partition's tail) never reached this worker: read back",
+                topic,
+                partition,
+                start,
+                end - 1,
+            )
+            records = await _retry_transient(partial(self.log_source.read, topic, partition, start, end))
+            if topic == self.settings.events_topic:
+                await self.events_batch(records)
+            else:
+                await self.rejections_batch(records, topic)
+            read += len(records)
+        return read
 
     def _done(self, topic: str, records: Sequence[Record]) -> None:
         if self._holes is not None:
@@ -214,10 +288,10 @@ class ProjectionRuntime:
 
     async def events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
-        names = list(self.projections)  # their positions are saved together; none: the trail's own
-        records = await self._complete(topic, names[-1] if names else AUDIT, records)
-        await self._events_batch(records)
-        self._done(topic, records)
+        async with self._lock(topic):
+            records = await self._complete(topic, records)
+            await self._events_batch(records)
+            self._done(topic, records)
 
     async def _events_batch(self, records: Sequence[Record]) -> None:
         topic = self.settings.events_topic
@@ -340,18 +414,19 @@ class ProjectionRuntime:
     async def rejections_batch(self, records: Sequence[Record], topic: str | None = None) -> None:
         """Refused commands (the workers' rejections, or with ``topic`` the gateways' refusals)."""
         topic = topic or self.settings.rejections_topic
-        records = await self._complete(topic, AUDIT, records)
-        decoded: list[tuple[int, int, EventEnvelope | Rejection]] = []
-        for record in records:
-            try:
-                decoded.append((record.partition, record.offset, decode_rejection(record.value)))
-            except Exception as exc:
-                await self.dead_letters.park(
-                    topic, record.partition, record.offset, record.value, f"undecodable: {exc!r}"
-                )
-        if decoded:
-            await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
-        self._done(topic, records)
+        async with self._lock(topic):
+            records = await self._complete(topic, records)
+            decoded: list[tuple[int, int, EventEnvelope | Rejection]] = []
+            for record in records:
+                try:
+                    decoded.append((record.partition, record.offset, decode_rejection(record.value)))
+                except Exception as exc:
+                    await self.dead_letters.park(
+                        topic, record.partition, record.offset, record.value, f"undecodable: {exc!r}"
+                    )
+            if decoded:
+                await _retry_transient(lambda: self.trail.append(topic, decoded))  # it saves its own positions
+            self._done(topic, records)
 
     def _projector(self, name: str, on_event: OnEvent | None) -> Apply:
         async def apply(items: Sequence[Item]) -> int:

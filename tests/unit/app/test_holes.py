@@ -84,3 +84,46 @@ async def test_a_batch_is_applied_in_log_order_and_each_offset_once() -> None:
     completed = await holes.complete(TOPIC, "conversations", delivered)
     assert [(r.partition, r.offset) for r in completed] == [(0, 10), (0, 11), (0, 12), (1, 5), (1, 6), (1, 7)]
     assert log.reads == []
+
+
+async def test_a_tail_stuck_behind_the_consumers_position_is_named_on_the_second_look() -> None:
+    # The stream skipped 12..14, and nothing was appended after them: no later batch reveals them.
+    log, saved = Log(), Saved({})
+    holes = Holes(log, saved)
+    holes.applied(TOPIC, batch(0, 10, 11))
+    holes.applied(TOPIC, batch(1, 7))
+    fetched = {0: 15, 1: 8}  # the consumer's positions
+    assert await holes.stalled(TOPIC, "conversations", fetched) == {}  # first look: maybe in flight
+    assert await holes.stalled(TOPIC, "conversations", fetched) == {0: (12, 15)}
+    assert saved.loads == 0  # every partition was known already
+    holes.applied(TOPIC, batch(0, 12, 13, 14))
+    assert await holes.stalled(TOPIC, "conversations", fetched) == {}
+
+
+async def test_a_partition_that_moved_since_the_last_look_is_not_stuck() -> None:
+    log, saved = Log(), Saved({})
+    holes = Holes(log, saved)
+    holes.applied(TOPIC, batch(0, 10))
+    assert await holes.stalled(TOPIC, "conversations", {0: 20}) == {}
+    holes.applied(TOPIC, batch(0, 11, 12))
+    assert await holes.stalled(TOPIC, "conversations", {0: 20}) == {}  # it moved: its stream is at work
+    assert await holes.stalled(TOPIC, "conversations", {0: 20}) == {0: (13, 20)}
+
+
+async def test_a_partition_never_applied_here_starts_from_the_saved_position() -> None:
+    log, saved = Log(), Saved({0: 40, 1: 9})
+    holes = Holes(log, saved)
+    fetched = {0: 40, 1: 12, 2: 3}  # 0 is caught up (another worker applied it); 2 has no position
+    assert await holes.stalled(TOPIC, "conversations", fetched) == {}
+    assert await holes.stalled(TOPIC, "conversations", fetched) == {1: (9, 12), 2: (0, 3)}
+    assert saved.loads == 2  # partition 2 is still unknown; 0 and 1 were learnt on the first look
+
+
+async def test_a_partition_given_up_and_taken_back_starts_over() -> None:
+    log, saved = Log(), Saved({})
+    holes = Holes(log, saved)
+    holes.applied(TOPIC, batch(0, 4))
+    assert await holes.stalled(TOPIC, "conversations", {0: 9}) == {}
+    assert await holes.stalled(TOPIC, "conversations", {}) == {}  # a rebalance: nothing held
+    assert await holes.stalled(TOPIC, "conversations", {0: 9}) == {}  # back: a first look again
+    assert await holes.stalled(TOPIC, "conversations", {0: 9}) == {0: (5, 9)}
