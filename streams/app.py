@@ -59,13 +59,14 @@ from infra.kafka.codec import Headers, decode_command, encode_event, encode_reje
 from infra.security.shredding import KeyRing, SealedMediaRefs, seal
 from infra.settings import WORKER_TABLES, Settings
 from infra.worker_metrics import LagSample
+from streams.batching import BatchingStream
 from streams.idempotent import ParleyApp, abandon
 from streams.membership import Membership, Standing
 from streams.runtime import DeadLetters, ProjectionRuntime, Record
 
 log = logging.getLogger("parley.worker")
 
-# Commands decided together: as many as arrive within a few milliseconds, at most this many.
+# Commands decided together: as many as arrive within a few milliseconds of the first, at most this many.
 DECIDE_BATCH = 500
 DECIDE_WITHIN_S = 0.005
 # The producer's batch per partition (Faust's default is 16 KiB): an aggregate record can be larger,
@@ -210,6 +211,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         # they read and write: a batch never reads a table whose partitions were just closed.
         stream_wait_empty=True,
         table_standby_replicas=0,
+        Stream=BatchingStream,  # a batch's window opens with its first event: no ticks while idle
     )
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
     membership = app.membership = Membership(settings.kafka_session_timeout_s)
