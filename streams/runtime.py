@@ -167,7 +167,7 @@ class Holes:
 
         The consumer fetched past them, so the stream will never bring them; a partition still
         moving is left to its stream (its records may be in the stream's buffer)."""
-        unknown = [p for p in fetched if (topic, p) not in self._next]
+        unknown = [p for p, end in fetched.items() if end > 0 and (topic, p) not in self._next]
         if unknown:
             saved = await _retry_transient(partial(self.positions.load, position_name, topic))
             for p in unknown:  # what any worker applied counts (the positions follow the stores)

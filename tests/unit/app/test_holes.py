@@ -127,3 +127,11 @@ async def test_a_partition_given_up_and_taken_back_starts_over() -> None:
     assert await holes.stalled(TOPIC, "conversations", {}) == {}  # a rebalance: nothing held
     assert await holes.stalled(TOPIC, "conversations", {0: 9}) == {}  # back: a first look again
     assert await holes.stalled(TOPIC, "conversations", {0: 9}) == {0: (5, 9)}
+
+
+async def test_an_empty_partition_costs_no_lookup() -> None:
+    log, saved = Log(), Saved({})
+    holes = Holes(log, saved)
+    for _ in range(3):
+        assert await holes.stalled(TOPIC, "conversations", {0: 0, 1: 0}) == {}
+    assert saved.loads == 0
