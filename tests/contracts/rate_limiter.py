@@ -72,6 +72,15 @@ class RateLimiterContract:
         decisions = await asyncio.gather(*(limiter.hit(key, limit) for _ in range(40)))
         assert sum(d.allowed for d in decisions) == 7
 
+    async def test_concurrent_calls_are_decided_in_the_order_they_were_made(self, limiter: RateLimiter) -> None:
+        # Calls of one moment, on several keys with different limits, interleaved.
+        limits = {fresh_key(): RateLimit(limit=n, period_s=30) for n in (1, 3, 5)}
+        calls = [key for _ in range(6) for key in limits]
+        decisions = await asyncio.gather(*(limiter.hit(key, limits[key]) for key in calls))
+        for key, limit in limits.items():
+            mine = [d.allowed for k, d in zip(calls, decisions, strict=True) if k == key]
+            assert mine == [True] * limit.limit + [False] * (6 - limit.limit), key
+
     @pytest.mark.parametrize("limit", [RateLimit(limit=1, period_s=1), RateLimit(limit=1000, period_s=3600)])
     async def test_the_first_call_of_a_key_is_allowed(self, limiter: RateLimiter, limit: RateLimit) -> None:
         assert (await limiter.hit(fresh_key(), limit)).allowed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from infra.rate_limit import GCRA_LUA, RedisRateLimiter
+from infra.rate_limit import GCRA_LUA, MAX_BATCH, RedisRateLimiter
 from infra.redis_client import redis_client
 from infra.settings import RateLimit, Settings
 from tests.contracts.rate_limiter import RateLimiterContract, fresh_key
@@ -71,3 +72,23 @@ async def test_a_redis_that_forgot_the_script_is_taught_it_again(redis: Redis, p
     assert (await redis.script_exists(GCRA_SHA))[0]
     refused = await limiter.hit(key, limit)
     assert not refused.allowed and refused.retry_after_s > 0, "the count survived the flush"
+
+
+async def test_the_calls_of_one_moment_share_one_round_trip(redis: Redis, prefix: str) -> None:
+    """Under load the events of one read of the sockets are checked in one script call each
+    ``MAX_BATCH`` (counted by Redis itself), and each gets its own decision."""
+    limiter = RedisRateLimiter(redis, prefix)
+    limit = RateLimit(limit=2, period_s=60)
+    await limiter.hit(fresh_key(), limit)  # the script is loaded
+    keys = [fresh_key() for _ in range(MAX_BATCH + 44)]
+
+    async def evalsha_calls() -> int:
+        return int((await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before = await evalsha_calls()
+    decisions = await asyncio.gather(*(limiter.hit(key, limit) for key in [*keys, *keys, *keys]))
+    calls = await evalsha_calls() - before
+    assert 4 <= calls <= 5  # 900 checks in 256s (a stray check of the platform's own may add one)
+    allowed = [d.allowed for d in decisions]
+    assert allowed == [True] * (2 * len(keys)) + [False] * len(keys)
+    assert all(0 < d.retry_after_s <= 30 for d in decisions if not d.allowed)
