@@ -505,7 +505,9 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
 
     async def read_back_tails() -> None:
         """Records the stream skipped at the tail of a partition: nothing later reveals them."""
-        assigned = set() if app.rebalancing else app.consumer.assignment()
+        recovery = getattr(app.tables, "recovery", None)
+        settled = not app.rebalancing and (recovery is None or recovery.completed.is_set())
+        assigned = app.consumer.assignment() if settled else set()  # the agents wait for both
         fetched: dict[str, dict[int, int]] = {topic: {} for topic in source_topics}
         for tp in assigned:
             if tp.topic in fetched:
