@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from domain.envelope import CommandEnvelope, Outcome, Rejection
 from infra.kafka.codec import encode_command, encode_rejection
 from infra.redis_client import close_pubsub, read_messages
-from infra.replies import reply_channel
+from infra.replies import decode_replies, reply_channel
 from infra.settings import Settings
 
 log = logging.getLogger("parley.gateway.command_bus")
@@ -210,15 +210,16 @@ class CommandBus:
         if value is None:
             return
         try:
-            outcome = Outcome.model_validate_json(value)
+            outcomes = decode_replies(value)
         except ValueError:
             log.warning("undecodable outcome skipped")
             return
-        if outcome.reply_to != self.instance_id:
-            return
-        for fut in self._pending.pop(outcome.command_id, []):
-            if not fut.done():
-                fut.set_result(outcome)
+        for outcome in outcomes:
+            if outcome.reply_to != self.instance_id:
+                continue
+            for fut in self._pending.pop(outcome.command_id, []):
+                if not fut.done():
+                    fut.set_result(outcome)
 
 
 async def _started(deadline: float, make: Callable[[], _Client]) -> _Client:

@@ -18,7 +18,7 @@ from infra.kafka.command_bus import CommandBus, Unavailable
 from infra.kafka.offsets import topic_partitions
 from infra.provision import ensure_topics
 from infra.redis_client import redis_client
-from infra.replies import RedisReplies
+from infra.replies import RedisReplies, reply_channel
 from infra.security.shredding import username_index_key
 from infra.settings import Settings
 from tests.contracts.command_sender import CommandSenderContract
@@ -70,8 +70,9 @@ class FakeWorker:
     """Answers every command on the commands topic: first a decoy reply for another gateway and one
     for an unknown command, then the real one (data echoes the command)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, one_by_one: bool = False) -> None:
         self.settings = settings
+        self.one_by_one = one_by_one  # each outcome in a message of its own (the previous release)
         self.seen: list[CommandEnvelope] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -95,18 +96,20 @@ class FakeWorker:
             self.seen.append(command)
             cid, mine = command.command_id, command.reply_to
             # One batch of outcomes, as the worker publishes them: two decoys, then the real one.
-            await self.replies.publish(
-                [
-                    Outcome(
-                        command_id=command_id, correlation_id=command.correlation_id, ok=True, data=data, reply_to=to
-                    )
-                    for command_id, to, data in (
-                        (cid, "another-gateway", {"n": -1}),
-                        (str(uuid.uuid4()), mine, {"n": -2}),
-                        (cid, mine, {"echo": command.payload}),
-                    )
-                ]
-            )
+            outcomes = [
+                Outcome(command_id=command_id, correlation_id=command.correlation_id, ok=True, data=data, reply_to=to)
+                for command_id, to, data in (
+                    (cid, "another-gateway", {"n": -1}),
+                    (str(uuid.uuid4()), mine, {"n": -2}),
+                    (cid, mine, {"echo": command.payload}),
+                )
+            ]
+            if self.one_by_one:
+                for outcome in outcomes:
+                    assert outcome.reply_to is not None
+                    await self.redis.publish(reply_channel(self.settings, outcome.reply_to), outcome.model_dump_json())
+            else:
+                await self.replies.publish(outcomes)
 
 
 @pytest.fixture
@@ -127,6 +130,14 @@ async def test_a_reply_is_matched_to_its_command(lonely: Settings, bus: CommandB
     assert outcome.data == {"echo": {"body": "hello"}}
     (seen,) = worker.seen
     assert seen == sent  # the command travelled intact
+
+
+async def test_outcomes_published_one_by_one_are_taken_too(lonely: Settings, bus: CommandBus) -> None:
+    # A worker of the previous release sends each outcome in a message of its own.
+    async with FakeWorker(lonely, one_by_one=True):
+        sent = [envelope(bus, body=f"m{i}") for i in range(5)]
+        outcomes = await asyncio.gather(*(bus.execute(e, timeout=10) for e in sent))
+    assert [o.data["echo"]["body"] for o in outcomes] == [f"m{i}" for i in range(5)]
 
 
 async def test_concurrent_commands_each_get_their_own_reply(lonely: Settings, bus: CommandBus) -> None:
