@@ -1,12 +1,15 @@
 """Server pushes through python-socketio's Redis manager: every gateway delivers to its own sockets.
 
-A projected batch's pushes leave in one Redis pipeline, in the batch's order (so each conversation's
-pushes arrive in seq order), as the messages python-socketio's own ``emit`` would publish.
+A projected batch's pushes leave in the batch's order (so each conversation's pushes arrive in seq
+order), as the messages python-socketio's own ``emit`` would publish, gathered into one message of
+method ``BATCH_METHOD`` (at most ``BATCH_MAX`` each, in one pipeline): every gateway reads one
+message per batch instead of one per push. ``BatchReadingRedisManager``, the gateways' manager,
+hands the messages of a batch to python-socketio one by one, in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -18,6 +21,11 @@ from projections.pushes import Push
 
 # The messages an ``emit`` of the current task publishes, while a batch is being gathered.
 _gathered: ContextVar[list[dict[str, Any]] | None] = ContextVar("parley_gathered_pushes", default=None)
+
+
+# A message holding several of python-socketio's own (``messages``); python-socketio itself ignores it.
+BATCH_METHOD = "parley:batch"
+BATCH_MAX = 256
 
 
 def socket_channel(settings: Settings) -> str:
@@ -53,9 +61,30 @@ class _PublishOnlyManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     async def publish_all(self, messages: Sequence[dict[str, Any]]) -> None:
         async with self._shared.pipeline(transaction=False) as pipe:
-            for message in messages:
-                pipe.publish(self.channel, self.json.dumps(message))
+            for start in range(0, len(messages), BATCH_MAX):
+                chunk = list(messages[start : start + BATCH_MAX])
+                one = chunk[0] if len(chunk) == 1 else {"method": BATCH_METHOD, "messages": chunk}
+                pipe.publish(self.channel, self.json.dumps(one))
             await pipe.execute()
+
+
+class BatchReadingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """The gateways' manager: python-socketio's Redis manager, which also reads the worker's
+    batches of pushes (``BATCH_METHOD``) and hands their messages on one by one, in order."""
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        async for data in super()._listen():
+            try:
+                message = self.json.loads(data)
+            except (ValueError, TypeError):
+                yield data  # python-socketio skips what it cannot read
+                continue
+            if isinstance(message, dict) and message.get("method") == BATCH_METHOD:
+                for item in message.get("messages") or ():
+                    if isinstance(item, dict):
+                        yield item
+            else:
+                yield message
 
 
 class RedisPusher:

@@ -10,13 +10,14 @@ from api.socket.commands import CommandHandlers
 from api.socket.events import EventRunner
 from api.socket.packets import BoundedPacket
 from api.socket.rooms import socket_channel
+from infra.push import BatchReadingRedisManager
 
 
 def create_socket_server(services: GatewayServices) -> socketio.AsyncServer:
     settings = services.settings
     sio = socketio.AsyncServer(
         async_mode="asgi",
-        client_manager=socketio.AsyncRedisManager(settings.redis_url, channel=socket_channel(settings)),
+        client_manager=BatchReadingRedisManager(settings.redis_url, channel=socket_channel(settings)),
         cors_allowed_origins=settings.cors_origins or [],
         # Frames over this close the connection unread (docs/PROTOCOL.md, "Frames and payload limits").
         max_http_buffer_size=settings.socket_max_frame_bytes,
