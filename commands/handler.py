@@ -60,8 +60,10 @@ def recent_key(command: CommandEnvelope) -> str:
 
 
 def stored_outcome(outcome: Outcome) -> dict[str, Any]:
-    """An outcome as the stores keep it: without the reply address of the attempt that decided it."""
-    return outcome.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    """An outcome as the stores keep it: without the reply address of the attempt that decided it,
+    and without its empty fields (an aggregate record holds ``RECENT_OUTCOMES`` of them; a stored
+    outcome reads back equal, and those stored with their empty fields read as before)."""
+    return outcome.model_dump(mode="json", exclude={"reply_to"}, exclude_none=True)
 
 
 def remembered(command: CommandEnvelope, stores: Stores) -> Outcome | None:

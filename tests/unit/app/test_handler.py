@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from commands.handler import RECENT_OUTCOMES, apply_result, handle
+from commands.handler import RECENT_OUTCOMES, apply_result, handle, stored_outcome
 from domain.conversation import conversation_stream_id
+from domain.envelope import Outcome
 from tests.unit.app.scenario import USERS, Scenario
 
 A, B, C, _ = USERS
@@ -140,3 +141,21 @@ def test_an_outcome_saved_ahead_of_a_lost_aggregate_save_is_not_trusted() -> Non
     again = handle(cmd, s.stores)
     assert not again.repeated, "re-decided, so the state gets the events it misses"
     assert [e.model_dump() for e in again.events] == [e.model_dump() for e in result.events]
+
+
+def test_a_stored_outcome_keeps_no_empty_field_and_reads_back_equal() -> None:
+    ok = Outcome(command_id="c", correlation_id="r", ok=True, data={"seq": 3, "version": 4}, reply_to="gw-1")
+    refused = Outcome(
+        command_id="d", correlation_id="s", ok=False, error_code="conflict", error_message="v2", reply_to="gw-1"
+    )
+    assert stored_outcome(ok) == {
+        "command_id": "c",
+        "correlation_id": "r",
+        "ok": True,
+        "data": {"seq": 3, "version": 4},
+    }
+    assert Outcome.model_validate(stored_outcome(ok)) == ok.model_copy(update={"reply_to": None})
+    assert Outcome.model_validate(stored_outcome(refused)) == refused.model_copy(update={"reply_to": None})
+    # An outcome stored by an earlier release, with its empty fields, reads the same.
+    earlier = ok.model_copy(update={"reply_to": None}).model_dump(mode="json")
+    assert Outcome.model_validate(earlier) == Outcome.model_validate(stored_outcome(ok))
