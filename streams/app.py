@@ -521,6 +521,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         runtime = (await services()).projections
         for topic, positions in fetched.items():
             try:
+                # A rebalance may have begun while the positions were asked for: then nothing is held.
                 await runtime.read_back_tails(topic, {} if app.rebalancing else positions)
             except Exception:  # a timer that raises would crash the worker; the next check retries
                 log.warning("tail of %s not checked", topic, exc_info=True)

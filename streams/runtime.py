@@ -230,12 +230,15 @@ class ProjectionRuntime:
         names = list(self.projections)  # their positions are saved together; none: the trail's own
         return names[-1] if names else AUDIT
 
-    async def _complete(self, topic: str, records: Sequence[Record]) -> Sequence[Record]:
-        if self.log_source is None:
-            return records
-        if self._holes is None:
+    def _gaps(self) -> Holes | None:
+        """What the runtime knows of skipped records; None without a log to read them back from."""
+        if self._holes is None and self.log_source is not None:
             self._holes = Holes(self.log_source, self.positions)
-        return await self._holes.complete(topic, self._position_name(topic), records)
+        return self._holes
+
+    async def _complete(self, topic: str, records: Sequence[Record]) -> Sequence[Record]:
+        holes = self._gaps()
+        return records if holes is None else await holes.complete(topic, self._position_name(topic), records)
 
     async def read_back_tails(self, topic: str, fetched: Mapping[int, int], limit: int = 500) -> int:
         """Applies the records the consumer fetched past on a partition but that never reached the
@@ -244,11 +247,10 @@ class ProjectionRuntime:
         ``fetched``: the consumer's position on each partition of ``topic`` it holds. Called on a
         timer; a partition is read back on the second call in a row that finds it stuck at the
         same offset. Returns how many records were read back (at most ``limit`` a partition)."""
-        if self.log_source is None or self._lock(topic).locked():
-            return 0  # the agent is at work: nothing is stuck now
-        if self._holes is None:
-            self._holes = Holes(self.log_source, self.positions)
-        stalled = await self._holes.stalled(topic, self._position_name(topic), fetched)
+        holes = self._gaps()
+        if holes is None or self.log_source is None or self._lock(topic).locked():
+            return 0  # (locked: the agent is at work, so nothing is stuck now)
+        stalled = await holes.stalled(topic, self._position_name(topic), fetched)
         read = 0
         for partition, (start, end) in stalled.items():
             end = min(end, start + limit)
