@@ -83,11 +83,22 @@ class Decided(Generic[T]):
 
 
 Refuse = Callable[[CommandEnvelope], tuple[ErrorCode, str] | None]
+# ``within(i)`` is entered around the reads or writes of the batch's i-th command (a Faust table
+# reads and writes the partition of the event that is current: the command's own).
+Within = Callable[[int], AbstractContextManager[None]]
+
+
+def _nowhere(_: int) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 @overload
 def decide_batch(
-    commands: Sequence[CommandEnvelope], stores: Stores, encode: None = None, refuse: Refuse | None = None
+    commands: Sequence[CommandEnvelope],
+    stores: Stores,
+    encode: None = None,
+    refuse: Refuse | None = None,
+    within: Within = _nowhere,
 ) -> list[Decided[Any]]: ...
 
 
@@ -97,6 +108,7 @@ def decide_batch(
     stores: Stores,
     encode: Callable[[Result], Sequence[T]],
     refuse: Refuse | None = None,
+    within: Within = _nowhere,
 ) -> list[Decided[T]]: ...
 
 
@@ -105,12 +117,14 @@ def decide_batch(
     stores: Stores,
     encode: Callable[[Result], Sequence[Any]] | None = None,
     refuse: Refuse | None = None,
+    within: Within = _nowhere,
 ) -> list[Decided[Any]]:
     """Decide ``commands`` in order against ``stores`` plus what the batch itself changed.
 
     ``encode`` turns a result into what the caller will append (its events and rejection).
     ``refuse`` names commands refused before their aggregate sees them (an erased actor's), with
-    the code and message; a command decided before is still answered as it was.
+    the code and message; a command decided before is still answered as it was. ``within(i)`` is
+    entered around the i-th command's reads.
     """
     overlay = Stores(
         aggregates=Overlay(stores.aggregates),
@@ -118,19 +132,20 @@ def decide_batch(
         outcomes=Overlay(stores.outcomes),
     )
     decided: list[Decided[Any]] = []
-    for command in commands:
-        try:
-            reason = refuse(command) if refuse is not None and remembered(command, overlay) is None else None
-            result = refused(command, overlay, *reason) if reason is not None else handle(command, overlay)
-            records = encode(result) if encode is not None else ()
-        except Exception as exc:  # a bug must cost this command alone, never the batch
-            log.exception(
-                "deciding %s raised; refused as internal",
-                command.type,
-                extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
-            )
-            result = _internal(command, overlay, exc)
-            records = encode(result) if encode is not None else ()
+    for i, command in enumerate(commands):
+        with within(i):
+            try:
+                reason = refuse(command) if refuse is not None and remembered(command, overlay) is None else None
+                result = refused(command, overlay, *reason) if reason is not None else handle(command, overlay)
+                records = encode(result) if encode is not None else ()
+            except Exception as exc:  # a bug must cost this command alone, never the batch
+                log.exception(
+                    "deciding %s raised; refused as internal",
+                    command.type,
+                    extra={"command_id": command.command_id, "stream_id": command.aggregate_id},
+                )
+                result = _internal(command, overlay, exc)
+                records = encode(result) if encode is not None else ()
         apply_result(command, result, overlay)
         decided.append(Decided(command, result, records))
     return decided
@@ -206,16 +221,13 @@ def batch_saves(decided: Sequence[Decided[Any]]) -> Saves:
     return Saves(index=[(i, key, ref) for key, (i, ref) in refs.items()], records=saved_records, outcomes=outcomes)
 
 
-Within = Callable[[int], AbstractContextManager[None]]
-
-
 def _write(writes: Sequence[tuple[int, str, dict[str, Any]]], store: KeyValue, within: Within) -> None:
     for i, key, value in writes:
         with within(i):
             store.put(key, value)
 
 
-def save_index(saves: Saves, stores: Stores, within: Within = lambda _: nullcontext()) -> None:
+def save_index(saves: Saves, stores: Stores, within: Within = _nowhere) -> None:
     """Step 1 of a batch's save: its message index entries. Call once all its events are in the log.
 
     They must be durable before step 2 (:func:`save_state`): a redelivered command that its
@@ -223,7 +235,7 @@ def save_index(saves: Saves, stores: Stores, within: Within = lambda _: nullcont
     _write(saves.index, stores.messages, within)
 
 
-def save_state(saves: Saves, stores: Stores, within: Within = lambda _: nullcontext()) -> None:
+def save_state(saves: Saves, stores: Stores, within: Within = _nowhere) -> None:
     """Step 2 of a batch's save, once its index entries are durable: the aggregate records, then the
     long-term outcomes (``remembered`` ignores an outcome that is ahead of its aggregate's state).
 
@@ -234,7 +246,7 @@ def save_state(saves: Saves, stores: Stores, within: Within = lambda _: nullcont
     _write(saves.outcomes, stores.outcomes, within)
 
 
-def save_batch(decided: Sequence[Decided[Any]], stores: Stores, within: Within = lambda _: nullcontext()) -> None:
+def save_batch(decided: Sequence[Decided[Any]], stores: Stores, within: Within = _nowhere) -> None:
     """Both steps at once, for stores whose writes are durable when made (tests, one process)."""
     saves = batch_saves(decided)
     save_index(saves, stores, within)

@@ -38,6 +38,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ DECIDE_WITHIN_S = 0.005
 # The producer's batch per partition (Faust's default is 16 KiB): an aggregate record can be larger,
 # and a record that does not fit waits until the request in flight is answered.
 PRODUCER_BATCH_BYTES = 512 * 1024
+# Aggregate records the decide agent keeps decoded between batches (a record with its recent
+# outcomes is tens of KB of Python objects).
+RECORDS_CACHED = 1024
 # How often the projections' lag is measured (one end-offsets request and one positions read).
 LAG_SAMPLE_INTERVAL_S = 10.0
 # How often the consumer's positions are compared with what the projections applied: a partition
@@ -94,12 +98,31 @@ def _as_current(event: EventT[bytes]) -> Iterator[None]:
 
 
 class TableKV:
-    """A Faust table as the handler's key-value port."""
+    """A Faust table as the handler's key-value port.
 
-    def __init__(self, table: Any) -> None:
+    With ``cached`` > 0 it keeps that many of the values it read or wrote last, decoded: the decide
+    agent reads a busy aggregate's record (state and recent outcomes, several KB of JSON) in every
+    batch, and this worker is the only writer of its partitions' keys, so a value it put is what the
+    table holds. Only a table recovery changes the table otherwise, and it runs inside a rebalance:
+    the cache is valid for one consumer generation (``valid_for``)."""
+
+    def __init__(self, table: Any, cached: int = 0) -> None:
         self._table = table
+        self._capacity = cached
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._generation: int | None = None
+
+    def valid_for(self, generation: int) -> None:
+        """Forget the cached values if the consumer generation changed since they were read."""
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
 
     def get(self, key: str) -> dict[str, Any] | None:
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return dict(cached)
         # One read of the table's store. ``table.get`` reads it twice (``key in data``, then
         # ``data[key]``), each time looking the key up in RocksDB and, for a key not seen yet,
         # in every partition's database; a miss (every new command's outcome) paid that twice.
@@ -107,10 +130,22 @@ class TableKV:
             value = self._table.data[key]
         except KeyError:
             return None
-        return dict(value) if value is not None else None
+        if value is None:
+            return None
+        self._keep(key, value)
+        return dict(value)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._table[key] = value
+        self._keep(key, dict(value))
+
+    def _keep(self, key: str, value: dict[str, Any]) -> None:
+        if self._capacity <= 0:
+            return
+        self._cache[key] = value
+        self._cache.move_to_end(key)
+        if len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
 
 
 class Replies(Protocol):
@@ -242,8 +277,9 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         name: app.Table(name, default=None, partitions=settings.partitions, key_type=str, value_type=None)
         for name in WORKER_TABLES
     }
+    records = TableKV(tables["aggregates"], cached=RECORDS_CACHED)
     stores = Stores(
-        aggregates=TableKV(tables["aggregates"]),
+        aggregates=records,
         messages=TableKV(tables["messages"]),
         outcomes=TableKV(tables["outcomes"]),
     )
@@ -252,6 +288,7 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         """Decode, decide in order, append every event at once, wait once, save, reply."""
         started = time.perf_counter()
         generation = app.consumer_generation_id
+        records.valid_for(generation)  # a rebalance may have recovered the tables since the last batch
         # Fetched under an earlier generation: the rebalance since then seeks back, so they come again.
         earlier = [e for e in batch if e.message.generation_id not in (None, generation)]
         if earlier:
@@ -285,8 +322,14 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         # No await from here to the end of ``decide_batch``: the tables are read while the lease holds.
         if not await _still_single_writer(generation, sources, "deciding"):
             return
+
+        # A table reads and writes the partition of the current event: the command's own, where every
+        # key it names lives (a read elsewhere would look in every partition this worker holds).
+        def within(i: int) -> AbstractContextManager[None]:
+            return _as_current(sources[i])
+
         decided = decide_batch(
-            commands, batch_stores, lambda result: _encode(result, keys), lambda c: _erased_actor(c, keys)
+            commands, batch_stores, lambda result: _encode(result, keys), lambda c: _erased_actor(c, keys), within
         )
         t_decide = time.perf_counter()
         # Crypto-shredding: a user's key is destroyed before their UserErased is in the log. A crash
@@ -296,10 +339,6 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             await _until_acknowledged(f"destroying the data key of {user_id}", partial(keyring.erase, user_id))
         await _until_acknowledged(f"appending a batch of {len(decided)} commands", lambda: _append_all(decided))
         t_append = time.perf_counter()
-
-        # A table write goes to the changelog partition of the current event: the command's own.
-        def within(i: int) -> AbstractContextManager[None]:
-            return _as_current(sources[i])
 
         saves = batch_saves(decided)
         if not await _still_single_writer(generation, sources, "saving"):

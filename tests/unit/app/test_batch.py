@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from hypothesis import given, settings
@@ -385,3 +386,39 @@ def test_a_record_saved_once_per_batch_answers_every_command_of_the_batch_howeve
     assert len(cast(dict[str, Any], s.stores.aggregates.get(stream))["recent"]) == RECENT_OUTCOMES, (
         "trimmed by the next command"
     )
+
+
+def test_each_command_reads_within_its_own_scope() -> None:
+    """``within(i)`` is entered around the i-th command's reads (the worker makes the command's
+    event current there, so a table reads the command's own partition)."""
+    s = Scenario()
+    conv = s.create_direct(A, B)
+    group = s.create_direct(A, C)
+    batch = [
+        s.command("message:send", conversation_stream_id(target), A, {"conversation_id": target, "body": f"m{i}"})
+        for i, target in enumerate([conv, group, conv])
+    ]
+    inside: list[int | None] = [None]
+    seen: list[tuple[int | None, str]] = []
+
+    class Watching(DictKV):
+        def get(self, key: str) -> dict[str, Any] | None:
+            seen.append((inside[0], key))
+            return super().get(key)
+
+    watching = Watching()
+    watching.data = cast(DictKV, s.stores.aggregates).data
+
+    @contextmanager
+    def within(i: int) -> Iterator[None]:
+        inside[0] = i
+        try:
+            yield
+        finally:
+            inside[0] = None
+
+    decide_batch(batch, Stores(watching, s.stores.messages, s.stores.outcomes), within=within)
+    assert seen, "the batch read its records"
+    assert [i for i, _ in seen if i is None] == [], "no read outside a command's scope"
+    assert {key for i, key in seen if i == 1} == {conversation_stream_id(group)}
+    assert {key for i, key in seen if i in (0, 2)} == {conversation_stream_id(conv)}
