@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -42,6 +41,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.envelope import EventEnvelope, Rejection
 from domain.upcasting import upcast
+from infra.gc_tuning import fewer_collections
 from infra.kafka.codec import decode_event
 from infra.kafka.log_reader import LogEntry, LogReader, Record, decode_event_record, decode_rejection_record
 from infra.mongo.audit_trail import AUDIT, AuditTrail, ensure_trail_indexes
@@ -180,7 +180,7 @@ async def rebuild_projection(
         db = mongo_db(client, settings)
         async with _rebuild_lock(db, name):
             run = _Rebuild(settings, db, name, progress, batch_size, settle_s)
-            with _fewer_collections():
+            with fewer_collections():
                 if name == AUDIT:
                     return await run.audit()
                 if name == SEARCH:
@@ -188,23 +188,6 @@ async def rebuild_projection(
                 return await run.documents(catalogue[name])
     finally:
         await client.close()
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run the collector less often while a rebuild allocates and drops millions of short-lived
-    objects: with the default thresholds, full collections re-scanning everything the process
-    holds cost about a third of a rebuild's CPU. Restored afterwards."""
-    thresholds = gc.get_threshold()
-    frozen_before = gc.get_freeze_count()
-    gc.freeze()  # what exists now (modules, clients) is not garbage: keep it out of the scans
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        if frozen_before == 0:  # someone else's freeze is theirs to undo
-            gc.unfreeze()
 
 
 async def rebuild_missing(

@@ -65,6 +65,7 @@ def shared_port_socket(host: str, port: int) -> socket.socket:
 def run_gateway(args: argparse.Namespace) -> int:
     from api.cli.context import NoPlatformError, load_settings
     from api.http.app import create_app
+    from infra import gc_tuning
     from infra.logging import configure_logging
 
     try:
@@ -86,6 +87,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = _GatewayServer(config)
+    gc_tuning.for_service()
     sockets = None
     if settings.gateway_reuse_port:
         try:

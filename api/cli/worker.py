@@ -12,6 +12,7 @@ import sys
 import faust
 import redis
 
+from infra import gc_tuning
 from infra.logging import configure_logging, logging_dict_config
 from infra.settings import Settings
 
@@ -65,6 +66,7 @@ def run_worker(args: argparse.Namespace) -> int:
         redirect_stdouts=False,
         logging_config=logging_dict_config("worker", settings.log_level),
     )
+    gc_tuning.for_service()
     worker.execute_from_commandline()  # runs until SIGTERM / SIGINT, then exits the process
     return 0
 
