@@ -73,8 +73,8 @@ DECIDE_WITHIN_S = 0.005
 # The producer's batch per partition (Faust's default is 16 KiB): an aggregate record can be larger,
 # and a record that does not fit waits until the request in flight is answered.
 PRODUCER_BATCH_BYTES = 512 * 1024
-# Aggregate records the decide agent keeps decoded between batches (a record with its recent
-# outcomes is tens of KB of Python objects).
+# Aggregate records the decide agent keeps decoded between batches (a conversation's record with
+# its 64 recent outcomes is about 50 KB of Python objects, so at most ~54 MB).
 RECORDS_CACHED = 1024
 # How often the projections' lag is measured (one end-offsets request and one positions read).
 LAG_SAMPLE_INTERVAL_S = 10.0
