@@ -66,6 +66,8 @@ return out
 """
 # The most buckets one call checks (the calls of one turn of the event loop go together).
 MAX_BATCH = 256
+# Checks waiting for their call: the script's arguments (bucket, interval, period) and the answer's future.
+_Queued = list[tuple[tuple[str, str, str], asyncio.Future[tuple[Any, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class RedisRateLimiter:
         self._prefix = key_prefix
         self._sha: str = redis.register_script(GCRA_LUA).sha
         self._last_warning = float("-inf")
-        self._queued: list[tuple[tuple[str, str, str], asyncio.Future[tuple[Any, Any]]]] = []
+        self._queued: _Queued = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def hit(self, key: str, limit: RateLimit) -> Decision:
@@ -118,11 +120,11 @@ class RedisRateLimiter:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send_all(self, queued: list[tuple[tuple[str, str, str], asyncio.Future[tuple[Any, Any]]]]) -> None:
+    async def _send_all(self, queued: _Queued) -> None:
         for start in range(0, len(queued), MAX_BATCH):  # one after the other: the order holds
             await self._send(queued[start : start + MAX_BATCH])
 
-    async def _send(self, batch: list[tuple[tuple[str, str, str], asyncio.Future[tuple[Any, Any]]]]) -> None:
+    async def _send(self, batch: _Queued) -> None:
         keys = [args[0] for args, _ in batch]
         argv = [value for args, _ in batch for value in args[1:]]
         try:

@@ -26,6 +26,14 @@ class FakeTable:
         self.stored[key] = dict(value)
 
 
+def cached(capacity: int = 4) -> tuple[FakeTable, TableKV]:
+    """A table and its port keeping ``capacity`` values, valid for generation 1."""
+    table = FakeTable()
+    kv = TableKV(table, cached=capacity)
+    kv.valid_for(1)
+    return table, kv
+
+
 def test_without_a_cache_every_get_reads_the_store() -> None:
     table = FakeTable()
     kv = TableKV(table)
@@ -37,19 +45,15 @@ def test_without_a_cache_every_get_reads_the_store() -> None:
 
 
 def test_a_cached_value_is_read_from_the_store_once() -> None:
-    table = FakeTable()
+    table, kv = cached()
     table.stored["a"] = {"v": 1}
-    kv = TableKV(table, cached=4)
-    kv.valid_for(1)
     assert kv.get("a") == {"v": 1}
     assert kv.get("a") == {"v": 1}
     assert table.reads == ["a"]
 
 
 def test_a_put_value_is_read_back_without_the_store_and_reaches_the_table() -> None:
-    table = FakeTable()
-    kv = TableKV(table, cached=4)
-    kv.valid_for(1)
+    table, kv = cached()
     kv.put("a", {"v": 2})
     assert kv.get("a") == {"v": 2}
     assert table.reads == []
@@ -57,9 +61,7 @@ def test_a_put_value_is_read_back_without_the_store_and_reaches_the_table() -> N
 
 
 def test_a_miss_is_not_cached() -> None:
-    table = FakeTable()
-    kv = TableKV(table, cached=4)
-    kv.valid_for(1)
+    table, kv = cached()
     assert kv.get("a") is None
     table.stored["a"] = {"v": 1}
     assert kv.get("a") == {"v": 1}
@@ -67,9 +69,7 @@ def test_a_miss_is_not_cached() -> None:
 
 def test_a_new_generation_forgets_every_value() -> None:
     """A rebalance may recover the table from its changelog: what was cached may be stale."""
-    table = FakeTable()
-    kv = TableKV(table, cached=4)
-    kv.valid_for(1)
+    table, kv = cached()
     kv.put("a", {"v": 1})
     table.stored["a"] = {"v": 9}  # a recovery wrote another value
     kv.valid_for(1)
@@ -79,9 +79,7 @@ def test_a_new_generation_forgets_every_value() -> None:
 
 
 def test_the_least_recently_used_value_goes_first() -> None:
-    table = FakeTable()
-    kv = TableKV(table, cached=2)
-    kv.valid_for(1)
+    table, kv = cached(2)
     kv.put("a", {"v": 1})
     kv.put("b", {"v": 2})
     kv.get("a")  # a is used again: b is now the oldest
@@ -95,9 +93,7 @@ def test_the_least_recently_used_value_goes_first() -> None:
 
 
 def test_changing_what_get_returned_or_what_was_put_leaves_the_cache_alone() -> None:
-    table = FakeTable()
-    kv = TableKV(table, cached=4)
-    kv.valid_for(1)
+    _, kv = cached()
     value = {"v": 1}
     kv.put("a", value)
     value["v"] = 2
