@@ -97,8 +97,25 @@ def _as_current(event: EventT[bytes]) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+@dataclass(frozen=True)
+class _ChangelogRecord:
+    partition: int
+    key: str
+    value: bytes
+    headers: Any
+
+
 class TableKV:
     """A Faust table as the handler's key-value port.
+
+    A ``put`` writes the table's store at once and keeps the changelog record, encoded, for
+    ``send_changelog``, which sends every kept record and raises unless the broker acknowledged them
+    all. Faust's own path for a table write (``Table.__setitem__``) hands the record to the
+    producer's buffer, whose background task logs a failed send and drops it, and the producer's
+    ``flush`` returns whether or not its records were acknowledged: a batch could be answered on
+    state its changelog lacks. As with Faust, the record goes to the partition of the current event
+    (the command whose write it is), and its acknowledgement moves the store's persisted changelog
+    offset.
 
     With ``cached`` > 0 it keeps that many of the values it read or wrote last, decoded: the decide
     agent reads a busy aggregate's record (state and recent outcomes, several KB of JSON) in every
@@ -111,6 +128,7 @@ class TableKV:
         self._capacity = cached
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._generation: int | None = None
+        self._unsent: list[_ChangelogRecord] = []
 
     def valid_for(self, generation: int) -> None:
         """Forget the cached values if the consumer generation changed since they were read."""
@@ -136,8 +154,44 @@ class TableKV:
         return dict(value)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self._table[key] = value
+        """Write the store now; the changelog record, encoded now, waits for ``send_changelog``."""
+        table = self._table
+        partition = table.partition_for_key(key)  # the current event's; Faust raises if there is none
+        if partition is None:
+            raise RuntimeError(f"table {table.name}: its writes take the partition of the current event")
+        encoded, headers = table.changelog_topic.prepare_value(value, table.value_serializer)
+        table.data[key] = value
+        self._unsent.append(_ChangelogRecord(partition, key, encoded, headers))
         self._keep(key, dict(value))
+
+    @property
+    def unsent(self) -> int:
+        """Changelog records put and not yet acknowledged."""
+        return len(self._unsent)
+
+    async def send_changelog(self) -> None:
+        """Send the changelog record of every put since the last acknowledged call, and wait for all
+        their acknowledgements. On an error every record stays, so a retry sends them all again (a
+        record sent twice is the same key and value, and recovery keeps the last of a key)."""
+        if not self._unsent:
+            return
+        table = self._table
+        topic = table.changelog_topic
+        acks = []
+        for record in self._unsent:
+            acks.append(
+                await topic.send(
+                    key=record.key,
+                    value=record.value,
+                    partition=record.partition,
+                    headers=record.headers or None,
+                    key_serializer=table.key_serializer,
+                    value_serializer="raw",
+                    callback=table._on_changelog_sent,  # moves the store's persisted changelog offset
+                )
+            )
+        await asyncio.gather(*acks)
+        self._unsent.clear()
 
     def _keep(self, key: str, value: dict[str, Any]) -> None:
         if self._capacity <= 0:
@@ -146,6 +200,11 @@ class TableKV:
         self._cache.move_to_end(key)
         if len(self._cache) > self._capacity:
             self._cache.popitem(last=False)
+
+
+async def send_changelogs(ports: Sequence[TableKV]) -> None:
+    """Send the unsent changelog records of every port at once; wait for all their acknowledgements."""
+    await asyncio.gather(*(port.send_changelog() for port in ports if port.unsent))
 
 
 class Replies(Protocol):
@@ -278,11 +337,9 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
         for name in WORKER_TABLES
     }
     records = TableKV(tables["aggregates"], cached=RECORDS_CACHED)
-    stores = Stores(
-        aggregates=records,
-        messages=TableKV(tables["messages"]),
-        outcomes=TableKV(tables["outcomes"]),
-    )
+    index_table = TableKV(tables["messages"])
+    outcome_table = TableKV(tables["outcomes"])
+    stores = Stores(aggregates=records, messages=index_table, outcomes=outcome_table)
 
     async def decide_batch_of(batch: Sequence[EventT[bytes]]) -> None:
         """Decode, decide in order, append every event at once, wait once, save, reply."""
@@ -345,11 +402,11 @@ def create_app(settings: Settings, worker_dir: str, build_services: ServiceFacto
             return
         if saves.index:
             save_index(saves, batch_stores, within)
-            await _until_acknowledged("saving the message index of a batch", app.producer.flush)
+            await _until_acknowledged("saving the message index of a batch", index_table.send_changelog)
         save_state(saves, batch_stores, within)
         # The table writes are durable before anyone hears of the outcome: a worker that takes the
         # partition over (this one stopped or died) recovers state that includes every answered command.
-        await _until_acknowledged("saving the state of a batch", app.producer.flush)
+        await _until_acknowledged("saving the state of a batch", lambda: send_changelogs((records, outcome_table)))
         if membership.standing(generation) is not Standing.FRESH:
             log.warning(
                 "the state of a batch of %d commands was acknowledged after this worker's lease lapsed; "
