@@ -49,7 +49,7 @@ from infra.mongo.client import MongoDoc, mongo_client, mongo_db, only_duplicates
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for, refusals
 from infra.mongo.key_store import key_ring
 from infra.settings import Settings
-from projections.base import DocumentProjection, Folded, fold
+from projections.base import DocumentProjection, Folded, first_touches, fold, to_look_up
 from projections.runner import POISON, Projector
 from projections.runner import Record as RawRecord
 from projections.search import SEARCH, SearchProjection
@@ -667,12 +667,9 @@ class BulkLoadStore(DocumentStore):
     async def apply(self, events: Sequence[EventEnvelope], on_event: Any = None) -> Folded:
         # A document first touched here by the event that creates it cannot exist yet (but for a
         # repeated copy of that event, which the insert's duplicate key catches): no lookup.
-        first: dict[str, str] = {}  # every id touched, in order, with the type of its first event
-        for event in events:
-            for doc_id in self.projection.doc_ids(event):
-                first.setdefault(doc_id, event.type)
+        first = first_touches(self.projection, events)
         current: dict[str, MongoDoc | None] = dict.fromkeys(first)
-        lookup = [i for i, kind in first.items() if kind not in self.projection.creating_events]
+        lookup = to_look_up(self.projection, first)
         if lookup:
             async for found in self.collection.find({"_id": {"$in": lookup}}):
                 current[str(found["_id"])] = found

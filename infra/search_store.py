@@ -20,7 +20,7 @@ from typing import Any, Literal
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from domain.envelope import EventEnvelope
-from projections.base import Doc, Folded, OnEvent, fold
+from projections.base import Doc, Folded, OnEvent, first_touches, fold, to_look_up
 from projections.runner import StoreRefused
 from projections.search import (
     IndexName,
@@ -67,16 +67,9 @@ class SearchStore:
         self.projection = SearchProjection()
 
     async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
-        first: dict[str, str] = {}  # every document touched, with the type of its first event in the batch
-        for event in events:
-            for key in self.projection.doc_ids(event):
-                first.setdefault(key, event.type)
+        first = first_touches(self.projection, events)
         current: dict[str, Doc | None] = dict.fromkeys(first)
-        # A document first touched by the event that creates it needs no lookup: if it exists
-        # already (a redelivery), the index refuses the older version anyway.
-        current.update(
-            await self._mget([k for k, kind in first.items() if kind not in self.projection.creating_events])
-        )
+        current.update(await self._mget(to_look_up(self.projection, first)))
         folded = fold(self.projection, current, events, on_event)
         await self.write(index_ops(folded))
         return folded

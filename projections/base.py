@@ -118,8 +118,24 @@ def fold(
 
 
 def ids_touched(projection: DocumentProjection, events: Iterable[EventEnvelope]) -> list[str]:
-    seen: dict[str, None] = {}
+    return list(first_touches(projection, events))
+
+
+def first_touches(projection: DocumentProjection, events: Iterable[EventEnvelope]) -> dict[str, str]:
+    """Every document id the events touch, in order, with the type of the first event that touches it."""
+    first: dict[str, str] = {}
     for event in events:
         for doc_id in projection.doc_ids(event):
-            seen.setdefault(doc_id, None)
-    return list(seen)
+            first.setdefault(doc_id, event.type)
+    return first
+
+
+def to_look_up(projection: DocumentProjection, first: Mapping[str, str]) -> list[str]:
+    """The documents whose stored version a fold of a batch needs (``first`` is ``first_touches``).
+
+    A document first touched by the event that creates it needs none: it cannot exist before that
+    event, so if it exists the event is a repeat, and a store that writes only over an older version
+    (MongoDB's filter, the search indexes' external versions) keeps the stored document. The log is
+    read in order, so the repeat comes with every later event of its stream: the fold from nothing
+    reaches the same document."""
+    return [doc_id for doc_id, kind in first.items() if kind not in projection.creating_events]

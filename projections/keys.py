@@ -18,7 +18,8 @@ from projections.base import Doc, IndexSpec
 class KeysProjection:
     name: str = "keys"
     indexes: tuple[IndexSpec, ...] = ()
-    creating_events: frozenset[str] = frozenset({"DeviceKeysPublished"})
+    # None: a user's document holds all their devices, and a device is published again.
+    creating_events: frozenset[str] = frozenset()
 
     def doc_ids(self, event: EventEnvelope) -> list[str]:
         user_id = keys_user_in(event.stream_id)

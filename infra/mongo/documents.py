@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError
 
 from domain.envelope import EventEnvelope
 from infra.mongo.client import DUPLICATE_KEY, MongoDoc
-from projections.base import VERSION_FIELD, DocumentProjection, Folded, OnEvent, fold, ids_touched
+from projections.base import VERSION_FIELD, DocumentProjection, Folded, OnEvent, first_touches, fold, to_look_up
 from projections.runner import StoreRefused
 
 REGISTRY = "projection_registry"
@@ -125,10 +125,12 @@ class DocumentStore:
             await self.collection.create_indexes(models)
 
     async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
-        ids = ids_touched(self.projection, events)
-        current: dict[str, MongoDoc | None] = dict.fromkeys(ids)
-        if ids:
-            async for doc in self.collection.find({"_id": {"$in": ids}}):
+        first = first_touches(self.projection, events)
+        current: dict[str, MongoDoc | None] = dict.fromkeys(first)
+        # ``on_event`` (the pushes) must see only events new to the view: a repeat it would take for new.
+        lookup = list(first) if on_event is not None else to_look_up(self.projection, first)
+        if lookup:
+            async for doc in self.collection.find({"_id": {"$in": lookup}}):
                 current[str(doc["_id"])] = doc
         folded = fold(self.projection, current, events, on_event)
         ops: list[ReplaceOne[MongoDoc] | DeleteOne] = []

@@ -10,12 +10,14 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from domain.keys import keys_stream_id
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry
 from infra.search_client import search_client
 from infra.search_indexes import MAPPINGS, alias_name
 from infra.settings import Settings
 from projections.catalog import DOCUMENT_PROJECTIONS
 from tests.unit.app.scenario import USERS, Scenario
+from tests.unit.domain.test_keys import publish_payload
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +36,21 @@ async def scratch_db(stack_settings: Settings) -> AsyncIterator[AsyncDatabase[di
 
 
 def scenario_log() -> list[Any]:
+    """Overlapping batches of it repeat creating events together with later changes of their
+    documents (edits, reactions, a second device in one key directory)."""
     s = Scenario()
     s.register(A, "alice")
     group = s.create_group(A, [B, C], "team")
     for i in range(30):
-        s.on(group, "message:send", USERS[i % 3], body=f"m{i}")
+        sender = USERS[i % 3]
+        message_id = s.on(group, "message:send", sender, body=f"m{i}").outcome.data["message_id"]
+        if i % 4 == 0:
+            s.on(group, "message:edit", sender, message_id=message_id, body=f"m{i} edited")
+        if i % 5 == 0:
+            s.on(group, "message:react", B, message_id=message_id, emoji="👍", on=True)
+        if i in (3, 9):
+            payload = publish_payload(device=f"d{i % 2}", identity=1, first=100 * i, count=2)
+            s.run(s.command("keys:publish", keys_stream_id(A), A, payload))
     s.on(group, "conversation:remove-participant", A, user_id=C)
     s.on(group, "message:read", B, seq=12)
     return s.log
