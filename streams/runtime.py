@@ -317,9 +317,17 @@ class ProjectionRuntime:
                 await trail
                 await _retry_transient(lambda: self.positions.save_all(applied_by, topic, next_offsets(records)))
 
+            async def announce_then_push() -> None:
+                await self._announce(events)
+                await self._key_pushes(events, pushed)
+                await self._push(events, pushed)
+
             # Every read model holds the batch now: the gateways hear of it at once (their acks
-            # wait on it), while the positions are saved. Pushes follow the announcement.
-            await asyncio.gather(save_positions(), self._announce(events))
+            # wait on it), then the sockets get the pushes, while the positions are saved.
+            # Both run to their end before the batch does, whichever fails.
+            for outcome in await asyncio.gather(save_positions(), announce_then_push(), return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         finally:
             trail.cancel()  # nothing once it is done; if the views failed, the batch's append is abandoned
             await asyncio.gather(trail, return_exceptions=True)
@@ -335,8 +343,6 @@ class ProjectionRuntime:
                     "type": event.type,
                 },
             )
-        await self._key_pushes(events, pushed)
-        await self._push(events, pushed)
 
     async def _views(self, runner: Projector, decoded: Decoded, collect: OnEvent) -> list[EventEnvelope]:
         """Apply a decoded batch to every read model and the search indexes; returns its events.

@@ -149,10 +149,24 @@ class HeldTrail:
         return await self.trail.append(topic, items)
 
 
-async def test_the_announcement_does_not_wait_for_the_trail_but_the_positions_do(runtime: ProjectionRuntime) -> None:
+class Pushes:
+    def __init__(self) -> None:
+        self.sent: list[Push] = []
+        self.made = asyncio.Event()
+
+    async def push_all(self, pushes: Sequence[Push]) -> None:
+        self.sent.extend(pushes)
+        self.made.set()
+
+
+async def test_the_announcement_and_pushes_do_not_wait_for_the_trail_but_the_positions_do(
+    runtime: ProjectionRuntime,
+) -> None:
     assert isinstance(runtime.trail, AuditTrail)
     held = HeldTrail(runtime.trail)
     runtime.trail = held
+    pushes = Pushes()
+    runtime.pusher = pushes
     s = Scenario()
     direct = s.create_direct(A, B)
     s.on(direct, "message:send", A, body="acked before the trail has it")
@@ -162,7 +176,9 @@ async def test_the_announcement_does_not_wait_for_the_trail_but_the_positions_do
     batch = asyncio.create_task(runtime.events_batch(records(s.log)))
     async with asyncio.timeout(10):
         await announced.made.wait()
+        await pushes.made.wait()
     assert announced.sent == [{conversation_stream_id(direct): 2}]
+    assert {push.event for push in pushes.sent} >= {"message:new"}, "the sockets hear of it before its positions"
     assert held.started.is_set() and not batch.done()
     # No position passes the batch before the trail holds it: a crash now redoes the whole batch.
     assert await runtime.positions.load("conversations", topic) == {}
