@@ -69,7 +69,7 @@ class SearchStore:
     async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
         first = first_touches(self.projection, events)
         current: dict[str, Doc | None] = dict.fromkeys(first)
-        current.update(await self._mget(to_look_up(self.projection, first)))
+        current.update(await self._mget(to_look_up(self.projection, first, on_event)))
         folded = fold(self.projection, current, events, on_event)
         await self.write(index_ops(folded))
         return folded

@@ -130,12 +130,15 @@ def first_touches(projection: DocumentProjection, events: Iterable[EventEnvelope
     return first
 
 
-def to_look_up(projection: DocumentProjection, first: Mapping[str, str]) -> list[str]:
+def to_look_up(projection: DocumentProjection, first: Mapping[str, str], on_event: OnEvent | None = None) -> list[str]:
     """The documents whose stored version a fold of a batch needs (``first`` is ``first_touches``).
 
     A document first touched by the event that creates it needs none: it cannot exist before that
     event, so if it exists the event is a repeat, and a store that writes only over an older version
     (MongoDB's filter, the search indexes' external versions) keeps the stored document. The log is
     read in order, so the repeat comes with every later event of its stream: the fold from nothing
-    reaches the same document."""
+    reaches the same document. A fold with ``on_event`` (the pushes) needs every one: it must tell
+    only the events new to their documents, and would take a repeat for new."""
+    if on_event is not None:
+        return list(first)
     return [doc_id for doc_id, kind in first.items() if kind not in projection.creating_events]

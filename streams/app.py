@@ -204,7 +204,7 @@ class TableKV:
 
 async def send_changelogs(ports: Sequence[TableKV]) -> None:
     """Send the unsent changelog records of every port at once; wait for all their acknowledgements."""
-    await asyncio.gather(*(port.send_changelog() for port in ports if port.unsent))
+    await asyncio.gather(*(port.send_changelog() for port in ports))
 
 
 class Replies(Protocol):

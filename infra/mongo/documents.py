@@ -127,8 +127,7 @@ class DocumentStore:
     async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
         first = first_touches(self.projection, events)
         current: dict[str, MongoDoc | None] = dict.fromkeys(first)
-        # ``on_event`` (the pushes) must see only events new to the view: a repeat it would take for new.
-        lookup = list(first) if on_event is not None else to_look_up(self.projection, first)
+        lookup = to_look_up(self.projection, first, on_event)
         if lookup:
             async for doc in self.collection.find({"_id": {"$in": lookup}}):
                 current[str(doc["_id"])] = doc
