@@ -49,7 +49,7 @@ from infra.mongo.client import MongoDoc, mongo_client, mongo_db, only_duplicates
 from infra.mongo.documents import DocumentStore, Positions, ProjectionRegistry, collection_for, refusals
 from infra.mongo.key_store import key_ring
 from infra.settings import Settings
-from projections.base import DocumentProjection, Folded, first_touches, fold, to_look_up
+from projections.base import DocumentProjection, Folded, fold
 from projections.runner import POISON, Projector
 from projections.runner import Record as RawRecord
 from projections.search import SEARCH, SearchProjection
@@ -665,14 +665,9 @@ class BulkLoadStore(DocumentStore):
     the batch is applied again the ordinary way (idempotent by stream version)."""
 
     async def apply(self, events: Sequence[EventEnvelope], on_event: Any = None) -> Folded:
-        # A document first touched here by the event that creates it cannot exist yet (but for a
-        # repeated copy of that event, which the insert's duplicate key catches): no lookup.
-        first = first_touches(self.projection, events)
-        current: dict[str, MongoDoc | None] = dict.fromkeys(first)
-        lookup = to_look_up(self.projection, first)
-        if lookup:
-            async for found in self.collection.find({"_id": {"$in": lookup}}):
-                current[str(found["_id"])] = found
+        # A document first touched here by the event that creates it is not read (``to_look_up``):
+        # should a repeated copy of that event find it, the insert's duplicate key catches it.
+        current = await self.current(events)
         folded = fold(self.projection, current, events)
         inserts: list[MongoDoc] = []
         others: list[ReplaceOne[MongoDoc] | DeleteOne] = []

@@ -117,10 +117,6 @@ def fold(
     return out
 
 
-def ids_touched(projection: DocumentProjection, events: Iterable[EventEnvelope]) -> list[str]:
-    return list(first_touches(projection, events))
-
-
 def first_touches(projection: DocumentProjection, events: Iterable[EventEnvelope]) -> dict[str, str]:
     """Every document id the events touch, in order, with the type of the first event that touches it."""
     first: dict[str, str] = {}

@@ -124,13 +124,20 @@ class DocumentStore:
         if models:
             await self.collection.create_indexes(models)
 
-    async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
+    async def current(
+        self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None
+    ) -> dict[str, MongoDoc | None]:
+        """Every document the events touch, as stored where the fold needs it (``to_look_up``), else None."""
         first = first_touches(self.projection, events)
         current: dict[str, MongoDoc | None] = dict.fromkeys(first)
         lookup = to_look_up(self.projection, first, on_event)
         if lookup:
             async for doc in self.collection.find({"_id": {"$in": lookup}}):
                 current[str(doc["_id"])] = doc
+        return current
+
+    async def apply(self, events: Sequence[EventEnvelope], on_event: OnEvent | None = None) -> Folded:
+        current = await self.current(events, on_event)
         folded = fold(self.projection, current, events, on_event)
         ops: list[ReplaceOne[MongoDoc] | DeleteOne] = []
         for doc_id in folded.changed:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from domain.envelope import EventEnvelope
 from domain.keys import keys_stream_id
 from domain.upcasting import upcast
-from projections.base import VERSION_FIELD, Doc, first_touches, fold, ids_touched, to_look_up
+from projections.base import VERSION_FIELD, Doc, first_touches, fold, to_look_up
 from projections.catalog import DOCUMENT_PROJECTIONS
 from projections.pushes import keys_pushes, pushes_for
 from tests.unit.app.scenario import USERS, Scenario
@@ -36,7 +36,7 @@ def incremental(deliveries: list[EventEnvelope], batch: int) -> Views:
         chunk = deliveries[start : start + batch]
         for name, projection in DOCUMENT_PROJECTIONS.items():
             current = views[name]
-            touched = {i: current.get(i) for i in ids_touched(projection, chunk)}
+            touched = {i: current.get(i) for i in first_touches(projection, chunk)}
             folded = fold(projection, touched, chunk)
             for doc_id in folded.changed:
                 doc = folded.docs[doc_id]

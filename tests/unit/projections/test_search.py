@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.envelope import EventEnvelope
-from projections.base import Doc, fold, ids_touched
+from projections.base import Doc, first_touches, fold
 from projections.search import IndexName, IndexOp, SearchProjection, final_index, index_ops
 from tests.unit.app.scenario import USERS, Scenario
 from tests.unit.projections.test_read_models import OPS, build_log
@@ -32,7 +32,7 @@ def live(deliveries: list[EventEnvelope], batch: int) -> tuple[Index, list[Index
     for start in range(0, len(deliveries), batch):
         chunk = deliveries[start : start + batch]
         current: dict[str, Doc | None] = {}
-        for key in ids_touched(PROJECTION, chunk):
+        for key in first_touches(PROJECTION, chunk):
             name, _, doc_id = key.partition("/")
             held = index.get((name, doc_id))  # type: ignore[arg-type]
             current[key] = _as_doc(key, held) if held else None
